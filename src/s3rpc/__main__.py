@@ -1,0 +1,3 @@
+from s3rpc.cli import main
+
+raise SystemExit(main())
