@@ -16,8 +16,8 @@ import msgpack
 import pytest
 
 from s3rpc.goridge import (
-    RPC_HEADER_SIZE,
     NEED_DATA,
+    RPC_HEADER_SIZE,
     Flag,
     Frame,
     FrameDecoder,
@@ -298,9 +298,7 @@ def test_our_answer_matches_the_case_only_when_the_case_is_canonical(
         assert our_answer(case) != theirs
 
 
-@pytest.mark.parametrize(
-    "name", ["crc_zeroed", "version_0", "no_options_hl3", "three_options"]
-)
+@pytest.mark.parametrize("name", ["crc_zeroed", "version_0", "no_options_hl3", "three_options"])
 def test_strict_decoder_rejects_malformed_tolerance_frames(name: str) -> None:
     (case,) = [c for c in CASES if c["name"] == name]
     decoder = FrameDecoder()
