@@ -1,0 +1,80 @@
+"""The dispatch table seen from the RPC edge, and the one place errors become wire text.
+
+A method is anything with an async ``handler(params) -> result`` and a set of
+``bytes_fields``: request fields that carry object bytes and are therefore converted by the
+frame's codec (base64 under JSON, raw under msgpack) before the handler sees them. Handlers
+return plain data; ``bytes`` values in it are encoded the same way on the way out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from s3rpc.errors import ErrorCode, S3RpcError
+from s3rpc.goridge import Codec, CodecError, Request, codec_for_flags
+
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+class Method(Protocol):
+    @property
+    def handler(self) -> Handler: ...
+
+    @property
+    def bytes_fields(self) -> frozenset[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RpcMethod:
+    """The plain implementation of :class:`Method` (other layers may bring their own)."""
+
+    handler: Handler
+    bytes_fields: frozenset[str] = field(default_factory=frozenset)
+
+
+MethodTable = Mapping[str, Method]
+
+
+def decode_params(codec: Codec, method: Method, body: bytes | memoryview) -> dict[str, Any]:
+    """The request body as a params dict; empty bodies, ``[]``, ``{}`` and ``null`` mean none."""
+    if len(body) == 0:
+        return {}
+    try:
+        value = codec.decode(body)
+    except CodecError as exc:
+        raise S3RpcError(ErrorCode.INVALID_REQUEST, str(exc)) from None
+    if value is None or value == [] or value == {}:
+        return {}
+    if not isinstance(value, dict):
+        raise S3RpcError(
+            ErrorCode.INVALID_REQUEST,
+            f"params must be a map of named fields, got {type(value).__name__}",
+        )
+    params = {k if isinstance(k, str) else str(k): v for k, v in value.items()}
+    for name in method.bytes_fields:
+        if name in params and params[name] is not None:
+            try:
+                params[name] = codec.to_bytes(params[name], name)
+            except CodecError as exc:
+                raise S3RpcError(ErrorCode.INVALID_REQUEST, str(exc)) from None
+    return params
+
+
+def resolve(table: MethodTable, request: Request) -> tuple[Codec, Method]:
+    try:
+        codec = codec_for_flags(request.flags)
+    except CodecError as exc:
+        raise S3RpcError(ErrorCode.UNSUPPORTED_CODEC, str(exc)) from None
+    method = table.get(request.method)
+    if method is None:
+        shown = request.method if request.method.isprintable() else repr(request.method)
+        raise S3RpcError(ErrorCode.UNKNOWN_METHOD, f"method '{shown[:200]}' is not served here")
+    return codec, method
+
+
+def error_text(exc: BaseException) -> str:
+    if isinstance(exc, S3RpcError):
+        return exc.wire_text()
+    return S3RpcError(ErrorCode.INTERNAL_ERROR, "the server failed to handle this call").wire_text()

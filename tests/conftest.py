@@ -1,0 +1,157 @@
+"""Shared fixtures: a real S3 HTTP server (moto) on loopback and the daemon on real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from s3rpc.client import AsyncClient, CodecName
+from s3rpc.config import Config, config_from_mapping
+
+ACCESS_KEY = "test-access-key"
+SECRET_KEY = "test-secret-never-shown-4f8a"  # noqa: S105 - a canary: must never appear in output
+START_TIMEOUT = 15
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_admin(moto_endpoint: str) -> Any:
+    """A plain boto3 client for setting up and inspecting the S3 server from tests."""
+    return boto3.client(
+        "s3",
+        endpoint_url=moto_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+    )
+
+
+def unique_bucket(label: str = "b") -> str:
+    return f"{label}-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def physical_buckets(s3_admin: Any) -> Callable[..., str]:
+    def create(label: str = "b") -> str:
+        name = unique_bucket(label)
+        s3_admin.create_bucket(Bucket=name)
+        return name
+
+    return create
+
+
+def daemon_config(endpoint: str, buckets: dict[str, dict[str, Any]], **sections: Any) -> dict[str, Any]:
+    """A config dict with one server ``local`` (the moto endpoint) and the given buckets."""
+    s3: dict[str, Any] = {
+        "default": next(iter(buckets), None),
+        "servers": {
+            "local": {
+                "region": "us-east-1",
+                "endpoint": endpoint,
+                "credentials": {"key": ACCESS_KEY, "secret": SECRET_KEY},
+            }
+        },
+        "buckets": {name: {"server": "local", **spec} for name, spec in buckets.items()},
+        "shutdown_timeout": 5,
+    }
+    s3.update(sections.pop("s3", {}))
+    rpc = {"listen": "tcp://127.0.0.1:0", **sections.pop("rpc", {})}
+    return {"rpc": rpc, "s3": s3, **sections}
+
+
+@dataclass
+class RunningDaemon:
+    address: str
+    config: Config
+    buckets: dict[str, str]  # logical name -> physical bucket
+    clients: list[AsyncClient] = field(default_factory=list)
+
+    async def client(self, codec: CodecName = "json") -> AsyncClient:
+        client = await AsyncClient.connect(self.address, codec=codec, timeout=START_TIMEOUT)
+        self.clients.append(client)
+        return client
+
+    async def call(self, method: str, params: dict[str, Any] | None = None, codec: CodecName = "json") -> Any:
+        client = await self.client(codec)
+        try:
+            return await client.call(method, params, timeout=60)
+        finally:
+            self.clients.remove(client)
+            await client.close()
+
+
+@contextlib.asynccontextmanager
+async def run_daemon(config: Config, buckets: dict[str, str] | None = None) -> AsyncIterator[RunningDaemon]:
+    from s3rpc.app import App
+
+    app = App(config)
+    task = asyncio.create_task(app.run(install_signals=False))
+    started = asyncio.ensure_future(app.started.wait())
+    await asyncio.wait({task, started}, timeout=START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+    if not app.started.is_set():
+        started.cancel()
+        if task.done():
+            task.result()  # raise the start-up error
+        task.cancel()
+        raise TimeoutError("daemon did not start")
+    assert app.server is not None
+    daemon = RunningDaemon(app.server.bound, config, buckets or {})
+    try:
+        yield daemon
+    finally:
+        for client in list(daemon.clients):
+            await client.close()
+        app.request_shutdown()
+        await asyncio.wait_for(task, timeout=30)
+
+
+StartDaemon = Callable[..., Awaitable[RunningDaemon]]
+
+
+@pytest.fixture
+async def start_daemon(moto_endpoint: str, physical_buckets: Callable[..., str]) -> AsyncIterator[StartDaemon]:
+    """Start a daemon; ``await start_daemon({"uploads": {"visibility": "public"}}, rpc={...})``.
+
+    Each logical bucket gets a fresh physical bucket unless its spec names one.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def start(buckets: dict[str, dict[str, Any]] | None = None, **sections: Any) -> RunningDaemon:
+            specs = buckets if buckets is not None else default_buckets()
+            physical = {}
+            for name, spec in specs.items():
+                spec.setdefault("bucket", physical_buckets(name[:20]))
+                physical[name] = spec["bucket"]
+            config = config_from_mapping(daemon_config(moto_endpoint, specs, **sections))
+            return await stack.enter_async_context(run_daemon(config, physical))
+
+        yield start
+
+
+def default_buckets() -> dict[str, dict[str, Any]]:
+    """The buckets of .rr.yaml.example: ``uploads`` (public, default) and ``private-docs``."""
+    return {"uploads": {"visibility": "public"}, "private-docs": {"visibility": "private"}}
+
+
+@pytest.fixture
+async def daemon(start_daemon: StartDaemon) -> RunningDaemon:
+    """A daemon serving ``uploads`` (public, the default) and ``private-docs`` over TCP."""
+    return await start_daemon()
