@@ -1,0 +1,193 @@
+"""The JSON and msgpack body codecs, and how each carries object bytes."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import msgpack
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from s3rpc.goridge import CodecError, Flag, codec_for_flags
+from s3rpc.goridge.codec import JSON, MSGPACK
+
+SETTINGS = settings(max_examples=200, deadline=None)
+
+
+# --- choosing a codec ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flags", "codec"),
+    [
+        (Flag.JSON, JSON),
+        (Flag.MSGPACK, MSGPACK),
+        (Flag.JSON | Flag.ERROR, JSON),
+        (Flag.MSGPACK | Flag.CONTROL, MSGPACK),
+    ],
+)
+def test_codec_for_flags_picks_json_or_msgpack(flags: int, codec: object) -> None:
+    assert codec_for_flags(flags) is codec
+
+
+@pytest.mark.parametrize(
+    ("flags", "name"),
+    [
+        (0x04, "raw"),
+        (0x20, "gob"),
+        (0x80, "proto"),
+        (0x00, "none"),
+        (0x40, "none"),
+        (0x18, "json+msgpack"),
+    ],
+)
+def test_unsupported_codec_flags_raise_codec_error_naming_the_codec(flags: int, name: str) -> None:
+    with pytest.raises(CodecError, match=re.escape(f"codec {name} (flags 0x{flags:02x})")):
+        codec_for_flags(flags)
+
+
+# --- JSON ------------------------------------------------------------------------------------
+
+
+def test_json_decodes_php_escapes() -> None:
+    assert JSON.decode(b'{"pathname":"a\\/na\\u00efve"}') == {"pathname": "a/na\u00efve"}
+
+
+def test_json_decodes_memoryview_body() -> None:
+    assert JSON.decode(memoryview(b'xx{"a":1}')[2:]) == {"a": 1}
+
+
+def test_json_encode_is_compact_utf8() -> None:
+    assert JSON.encode({"exists": True, "p": "\u00fc"}) == '{"exists":true,"p":"\u00fc"}'.encode()
+
+
+def test_json_encodes_bytes_as_base64_text() -> None:
+    raw = bytes(range(256))
+    out = orjson.loads(JSON.encode({"content": raw}))
+    assert out["content"] == base64.b64encode(raw).decode()
+
+
+def test_json_invalid_body_raises_codec_error() -> None:
+    with pytest.raises(CodecError, match="not valid JSON"):
+        JSON.decode(b"{nope")
+
+
+def test_json_to_bytes_decodes_base64() -> None:
+    assert JSON.to_bytes("aGVsbG8K", "content") == b"hello\n"
+    assert JSON.to_bytes("", "content") == b""
+
+
+@pytest.mark.parametrize("bad", ["not base64!", "aGVsbG8", "aGVs\nbG8K"])
+def test_json_invalid_base64_names_the_field(bad: str) -> None:
+    with pytest.raises(CodecError, match=r"field 'content'.*base64"):
+        JSON.to_bytes(bad, "content")
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"), [(None, "null"), (12, "number"), ([1], "array"), ({}, "object")]
+)
+def test_json_to_bytes_of_non_string_names_the_field_and_type(value: object, kind: str) -> None:
+    with pytest.raises(CodecError, match=rf"field 'content'.*got {kind}"):
+        JSON.to_bytes(value, "content")
+
+
+# --- msgpack ---------------------------------------------------------------------------------
+
+
+def test_msgpack_decodes_map() -> None:
+    body = msgpack.packb({"bucket": "uploads", "expires_in": 0})
+    assert MSGPACK.decode(body) == {"bucket": "uploads", "expires_in": 0}
+
+
+def test_msgpack_encodes_bytes_as_bin_not_base64() -> None:
+    raw = bytes(range(256))
+    out = MSGPACK.encode({"content": raw})
+    assert out == b"\x81\xa7content\xc5\x01\x00" + raw
+
+
+def test_msgpack_encodes_text_as_str() -> None:
+    assert MSGPACK.encode("hi") == b"\xa2hi"
+
+
+def test_msgpack_accepts_integer_map_keys() -> None:
+    # PHP sends a list with holes, or an int-keyed array, as a map with int keys.
+    assert MSGPACK.decode(msgpack.packb({0: "a", 5: "b"})) == {0: "a", 5: "b"}
+
+
+def test_msgpack_non_utf8_str_survives_decode_and_reencode() -> None:
+    raw = b"\xff\xfe\x00abc\x80"
+    body = msgpack.packb({"content": raw}, use_bin_type=False)  # packed as str, like PHP
+    value = MSGPACK.decode(body)
+    assert isinstance(value["content"], str)
+    assert MSGPACK.to_bytes(value["content"], "content") == raw
+    assert MSGPACK.encode(value) == body
+
+
+def test_msgpack_to_bytes_accepts_bin() -> None:
+    value = MSGPACK.decode(msgpack.packb({"content": b"\x00\xff"}, use_bin_type=True))
+    assert value["content"] == b"\x00\xff"
+    assert MSGPACK.to_bytes(value["content"], "content") == b"\x00\xff"
+
+
+def test_msgpack_to_bytes_does_not_base64_decode() -> None:
+    assert MSGPACK.to_bytes("aGVsbG8K", "content") == b"aGVsbG8K"
+
+
+@pytest.mark.parametrize(("value", "kind"), [(None, "null"), (3, "number"), ([b"x"], "array")])
+def test_msgpack_to_bytes_of_other_types_names_the_field(value: object, kind: str) -> None:
+    with pytest.raises(CodecError, match=rf"field 'content'.*got {kind}"):
+        MSGPACK.to_bytes(value, "content")
+
+
+@pytest.mark.parametrize("body", [b"\xc1", b"\x92\x01", b"\x81\xa1a"])
+def test_msgpack_invalid_body_raises_codec_error(body: bytes) -> None:
+    with pytest.raises(CodecError, match="not valid msgpack"):
+        MSGPACK.decode(body)
+
+
+@SETTINGS
+@given(st.binary(max_size=1000))
+def test_msgpack_content_packed_as_str_by_php_comes_back_as_the_original_bytes(
+    raw: bytes,
+) -> None:
+    # use_bin_type=False packs bytes in the str/raw family, exactly as ext-msgpack does.
+    body = msgpack.packb(
+        {"bucket": "b", "pathname": "p", "content": raw, "visibility": "private"},
+        use_bin_type=False,
+    )
+    value = MSGPACK.decode(body)
+    assert value["bucket"] == "b"
+    assert MSGPACK.to_bytes(value["content"], "content") == raw
+
+
+@SETTINGS
+@given(st.binary(max_size=1000))
+def test_msgpack_content_sent_as_bin_comes_back_as_the_original_bytes(raw: bytes) -> None:
+    value = MSGPACK.decode(MSGPACK.encode({"content": raw}))
+    assert MSGPACK.to_bytes(value["content"], "content") == raw
+
+
+@SETTINGS
+@given(st.binary(max_size=1000))
+def test_json_content_round_trips_through_base64(raw: bytes) -> None:
+    value = JSON.decode(JSON.encode({"content": raw}))
+    assert JSON.to_bytes(value["content"], "content") == raw
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5)
+    ),
+    max_leaves=20,
+)
+
+
+@SETTINGS
+@given(json_values)
+def test_json_and_msgpack_round_trip_plain_values(value: object) -> None:
+    assert JSON.decode(JSON.encode(value)) == value
+    assert MSGPACK.decode(MSGPACK.encode(value)) == value
