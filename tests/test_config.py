@@ -1,0 +1,471 @@
+"""Loading and validating ``.rr.yaml``: layouts, env expansion, dotted-key errors, secrets."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from s3rpc.config import (
+    Config,
+    ConfigError,
+    ListenAddress,
+    bucket_from_params,
+    config_from_mapping,
+    expand_env,
+    load_config,
+    parse_listen,
+    resolve_bucket,
+)
+
+SECRET = "Sup3rS3cr3t-do-not-leak-7Q"
+
+SERVERS_LAYOUT = """
+version: "3"
+http:
+  address: 0.0.0.0:8080
+server:
+  command: php worker.php
+rpc:
+  listen: tcp://127.0.0.1:6001
+s3:
+  default: uploads
+  servers:
+    minio:
+      region: us-east-1
+      endpoint: http://127.0.0.1:9000/
+      credentials:
+        key: minioadmin
+        secret: ${MINIO_SECRET}
+  buckets:
+    uploads:
+      server: minio
+      bucket: my-uploads
+      prefix: /incoming/
+      visibility: public
+    private-docs:
+      server: minio
+      bucket: docs
+logs:
+  level: DEBUG
+"""
+
+INLINE_LAYOUT = """
+s3:
+  buckets:
+    uploads:
+      bucket: my-uploads
+      region: eu-west-1
+      endpoint: https://s3.eu-west-1.amazonaws.com
+      credentials:
+        key: AKIAEXAMPLE
+        secret: ${AWS_SECRET}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / ".rr.yaml"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def config_error(data: Any, environ: dict[str, str] | None = None) -> str:
+    with pytest.raises(ConfigError) as info:
+        config_from_mapping(data, environ or {})
+    return str(info.value)
+
+
+def with_bucket(**fields: Any) -> dict[str, Any]:
+    return {
+        "s3": {
+            "servers": {"main": {"credentials": {"key": "AK", "secret": SECRET}}},
+            "buckets": {"uploads": {"server": "main", "bucket": "b", **fields}},
+        }
+    }
+
+
+# --- layouts -------------------------------------------------------------------------------
+
+
+def test_servers_layout_with_server_reference_loads(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, SERVERS_LAYOUT), {"MINIO_SECRET": SECRET})
+    s3 = config.s3
+    assert s3.default == "uploads"
+    minio = s3.servers["minio"]
+    assert minio.endpoint == "http://127.0.0.1:9000"
+    assert minio.path_style is True
+    assert minio.credentials.secret.get_secret_value() == SECRET
+    uploads = s3.buckets["uploads"]
+    assert (uploads.server, uploads.bucket, uploads.prefix) == ("minio", "my-uploads", "incoming/")
+    assert uploads.visibility == "public"
+    assert s3.buckets["private-docs"].visibility == "private"
+    resolved = resolve_bucket(s3, "uploads", uploads)
+    assert resolved.server is minio
+    assert resolved.server_name == "minio"
+    assert resolved.visibility_mode == "acl"
+    assert resolved.operation_timeout == s3.operation_timeout
+    assert config.logs.level == "debug"
+
+
+def test_inline_server_layout_loads(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, INLINE_LAYOUT), {"AWS_SECRET": SECRET})
+    bucket = config.s3.buckets["uploads"]
+    assert bucket.server is None
+    resolved = resolve_bucket(config.s3, "uploads", bucket)
+    assert resolved.server_name == "uploads (inline)"
+    assert resolved.server.region == "eu-west-1"
+    assert resolved.server.endpoint == "https://s3.eu-west-1.amazonaws.com"
+    assert resolved.server.credentials.key == "AKIAEXAMPLE"
+    assert resolved.server.credentials.secret.get_secret_value() == SECRET
+
+
+def test_other_top_level_sections_are_ignored() -> None:
+    config = config_from_mapping(
+        {"version": "3", "http": {"address": ":8080"}, "server": {"command": "php"}, "kv": 1}
+    )
+    assert config == Config()
+
+
+@pytest.mark.parametrize("text", ["", "rpc:\ns3:\nlogs:\n"])
+def test_empty_file_or_empty_sections_give_defaults(tmp_path: Path, text: str) -> None:
+    config = load_config(write(tmp_path, text), {})
+    assert config == Config()
+    assert str(config.rpc.address) == "tcp://127.0.0.1:6001"
+    assert config.rpc.socket_mode == 0o660
+
+
+def test_config_is_frozen() -> None:
+    config = config_from_mapping({})
+    with pytest.raises(ValueError, match="frozen"):
+        config.rpc.listen = "tcp://0.0.0.0:1"  # type: ignore[misc]
+
+
+def test_top_level_that_is_not_a_mapping_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="must be a YAML mapping"):
+        load_config(write(tmp_path, "- a\n- b\n"), {})
+
+
+# --- environment expansion -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("${A}", "alpha"),
+        ("$A", "alpha"),
+        ("x-${A}-$A/y", "x-alpha-alpha/y"),
+        ("${A:-fallback}", "alpha"),
+        ("${UNSET:-fallback}", "fallback"),
+        ("${EMPTY:-fallback}", "fallback"),
+        ("${EMPTY}", ""),
+        ("${UNSET}", ""),
+        ("$UNSET", ""),
+        ("${UNSET:-}", ""),
+        ("cost $5", "cost $5"),
+        ("no vars", "no vars"),
+    ],
+)
+def test_expand_env_forms(text: str, expected: str) -> None:
+    assert expand_env(text, {"A": "alpha", "EMPTY": ""}) == expected
+
+
+def test_expand_env_uses_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("S3RPC_TEST_VAR", "from-env")
+    assert expand_env("${S3RPC_TEST_VAR}") == "from-env"
+    assert os.environ["S3RPC_TEST_VAR"] == "from-env"
+
+
+def test_env_vars_expand_in_every_nested_string() -> None:
+    env = {"LISTEN": "tcp://0.0.0.0:7001", "MODE": "0600", "REGION": "eu-north-1", "KEY": "AK"}
+    config = config_from_mapping(
+        {
+            "rpc": {"listen": "${LISTEN}", "socket_mode": "$MODE", "max_frame_size": "${N:-1024}"},
+            "s3": {
+                "default": "${DEFAULT:-uploads}",
+                "servers": {
+                    "main": {
+                        "region": "$REGION",
+                        "endpoint": "${ENDPOINT:-http://minio:9000}",
+                        "credentials": {"key": "${KEY}", "secret": "${SECRET}"},
+                    }
+                },
+                "buckets": {
+                    "uploads": {"server": "main", "bucket": "${BUCKET:-b}-$REGION"},
+                },
+            },
+            "logs": {"level": "${LEVEL:-warning}"},
+        },
+        {**env, "SECRET": SECRET, "BUCKET": ""},
+    )
+    assert config.rpc.listen == "tcp://0.0.0.0:7001"
+    assert config.rpc.socket_mode == 0o600
+    assert config.rpc.max_frame_size == 1024
+    main = config.s3.servers["main"]
+    assert main.region == "eu-north-1"
+    assert main.endpoint == "http://minio:9000"
+    assert main.credentials.key == "AK"
+    assert main.credentials.secret.get_secret_value() == SECRET
+    assert config.s3.default == "uploads"
+    assert config.s3.buckets["uploads"].bucket == "b-eu-north-1"
+    assert config.logs.level == "warning"
+
+
+def test_env_vars_expand_when_loading_a_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "rpc:\n  listen: ${RPC_LISTEN:-unix:///run/s3rpc.sock}\n")
+    assert load_config(path, {}).rpc.address == ListenAddress("unix", path="/run/s3rpc.sock")
+    config = load_config(path, {"RPC_LISTEN": "tcp://[::1]:6002"})
+    assert config.rpc.address == ListenAddress("tcp", host="::1", port=6002)
+
+
+def test_env_value_is_not_reparsed_as_yaml(tmp_path: Path) -> None:
+    path = write(tmp_path, "s3:\n  servers:\n    m:\n      region: ${REGION}\n")
+    config = load_config(path, {"REGION": "{a: 1}"})
+    assert config.s3.servers["m"].region == "{a: 1}"
+
+
+# --- errors name the dotted key --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "key", "words"),
+    [
+        ({"rpc": {"lisen": "tcp://h:1"}}, "rpc.lisen", "unknown key"),
+        (
+            {"s3": {"servers": {"m": {"credentials": {"secert": SECRET}}}}},
+            "s3.servers.m.credentials.secert",
+            "unknown key",
+        ),
+        ({"rpc": {"max_frame_size": "big"}}, "rpc.max_frame_size", "integer"),
+        ({"rpc": {"max_frame_size": 0}}, "rpc.max_frame_size", "greater than 0"),
+        ({"s3": {"buckets": []}}, "s3.buckets", "dictionary"),
+        (with_bucket(visibility="world"), "s3.buckets.uploads.visibility", "'public' or 'private'"),
+        (with_bucket(server="nowhere"), "s3.buckets.uploads.server", "'nowhere' is not defined"),
+        ({"s3": {"default": "ghost"}}, "s3.default", "'ghost' is not defined"),
+        ({"rpc": {"listen": "http://h:80"}}, "rpc.listen", "tcp://host:port"),
+        ({"rpc": {"listen": "tcp://h:99999"}}, "rpc.listen", "port"),
+        ({"rpc": {"socket_mode": "rw-rw----"}}, "rpc.socket_mode", "octal"),
+        ({"rpc": {"socket_mode": 0o1777}}, "rpc.socket_mode", "octal"),
+        (with_bucket(region="eu-west-1"), "s3.buckets.uploads", "either 'server' or inline"),
+        (
+            {"s3": {"servers": {"m": {"endpoint": "minio:9000"}}}},
+            "s3.servers.m.endpoint",
+            "http:// or https:// URL",
+        ),
+        (
+            {"s3": {"buckets": {"u": {"bucket": "b", "endpoint": "ftp://x"}}}},
+            "s3.buckets.u.endpoint",
+            "http:// or https:// URL",
+        ),
+        ({"s3": {"buckets": {"u": {"server": "m"}}}}, "s3.buckets.u.bucket", "missing"),
+        (with_bucket(prefix="a/../b"), "s3.buckets.uploads.prefix", "'..'"),
+        (with_bucket(part_size=1024), "s3.buckets.uploads.part_size", "greater than"),
+        ({"logs": {"level": "loud"}}, "logs.level", "'debug'"),
+    ],
+    ids=lambda value: value if isinstance(value, str) and "." in value else None,
+)
+def test_validation_error_names_dotted_key(data: Any, key: str, words: str) -> None:
+    message = config_error(data)
+    assert message.startswith(f"{key}: ")
+    assert words in message
+
+
+def test_inline_server_and_reference_error_lists_the_inline_fields() -> None:
+    message = config_error(with_bucket(region="x", endpoint="http://e"))
+    assert "(endpoint, region)" in message
+
+
+def test_invalid_yaml_names_file_and_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "rpc:\n  listen: [unclosed\ns3: {}\n")
+    with pytest.raises(ConfigError, match="is not valid YAML at line") as info:
+        load_config(path, {})
+    assert str(path) in str(info.value)
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "absent.yaml"
+    with pytest.raises(ConfigError, match="cannot read") as info:
+        load_config(path, {})
+    assert str(path) in str(info.value)
+
+
+def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
+    # A directory cannot be read as a file, whoever runs the tests (root ignores chmod).
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path, {})
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=UnicodeDecodeError,
+    reason="config.load_config catches only OSError around read_text: a file that is not "
+    "UTF-8 escapes as a raw UnicodeDecodeError (which carries the file's bytes) "
+    "instead of ConfigError",
+)
+def test_non_utf8_file_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / ".rr.yaml"
+    path.write_bytes(b"rpc:\n  listen: \xff\xfe\n")
+    with pytest.raises(ConfigError):
+        load_config(path, {})
+
+
+# --- socket_mode and listen ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["0660", "660", "0o660", 0o660, 660])
+def test_socket_mode_forms_mean_0660(value: object) -> None:
+    assert config_from_mapping({"rpc": {"socket_mode": value}}).rpc.socket_mode == 0o660
+
+
+def test_socket_mode_written_as_yaml_0660_means_0660(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "rpc:\n  socket_mode: 0660\n"), {})
+    assert config.rpc.socket_mode == 0o660
+
+
+@pytest.mark.parametrize(("value", "mode"), [("0600", 0o600), (0o777, 0o777), ("0", 0)])
+def test_socket_mode_other_values(value: object, mode: int) -> None:
+    assert config_from_mapping({"rpc": {"socket_mode": value}}).rpc.socket_mode == mode
+
+
+@pytest.mark.parametrize("value", ["0999", "-1", 1.5, -1, [0o660]])
+def test_bad_socket_mode_is_rejected(value: object) -> None:
+    assert config_error({"rpc": {"socket_mode": value}}).startswith("rpc.socket_mode: ")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="config.RpcConfig._mode lets bools through (bool is an int): "
+    "YAML 'socket_mode: true'/'yes' becomes mode 0o001 instead of an error",
+)
+@pytest.mark.parametrize("value", [True, False])
+def test_boolean_socket_mode_is_rejected(value: bool) -> None:
+    assert config_error({"rpc": {"socket_mode": value}}).startswith("rpc.socket_mode: ")
+
+
+@pytest.mark.parametrize(
+    ("dsn", "expected"),
+    [
+        ("tcp://127.0.0.1:6001", ListenAddress("tcp", host="127.0.0.1", port=6001)),
+        ("tcp://localhost:0", ListenAddress("tcp", host="localhost", port=0)),
+        ("127.0.0.1:6001", ListenAddress("tcp", host="127.0.0.1", port=6001)),
+        ("tcp://:6001", ListenAddress("tcp", host="0.0.0.0", port=6001)),
+        ("tcp://[::1]:6001", ListenAddress("tcp", host="::1", port=6001)),
+        ("[::1]:6001", ListenAddress("tcp", host="::1", port=6001)),
+        ("tcp://[::]:65535", ListenAddress("tcp", host="::", port=65535)),
+        ("unix:///run/s3rpc/rpc.sock", ListenAddress("unix", path="/run/s3rpc/rpc.sock")),
+        ("unix://rpc.sock", ListenAddress("unix", path="rpc.sock")),
+    ],
+)
+def test_listen_dsn_parses(dsn: str, expected: ListenAddress) -> None:
+    assert parse_listen(dsn) == expected
+    assert config_from_mapping({"rpc": {"listen": dsn}}).rpc.address == expected
+
+
+@pytest.mark.parametrize(
+    ("address", "text"),
+    [
+        (ListenAddress("tcp", host="::1", port=6001), "tcp://[::1]:6001"),
+        (ListenAddress("tcp", host="127.0.0.1", port=1), "tcp://127.0.0.1:1"),
+        (ListenAddress("unix", path="/run/x.sock"), "unix:///run/x.sock"),
+    ],
+)
+def test_listen_address_str_round_trips(address: ListenAddress, text: str) -> None:
+    assert str(address) == text
+    assert parse_listen(text) == address
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    ["", "tcp://host", "tcp://host:port", "tcp://h:65536", "http://h:80", "unix://", "::1:80"],
+)
+def test_bad_listen_dsn_is_rejected(dsn: str) -> None:
+    with pytest.raises(ValueError, match=r"tcp://|unix://|port"):
+        parse_listen(dsn)
+
+
+# --- secrets ---------------------------------------------------------------------------------
+
+FAILS_ELSEWHERE = [
+    with_bucket(visibility="world"),
+    with_bucket(server="nowhere"),
+    with_bucket(region="x"),
+    {"rpc": {"listen": SECRET}, "s3": {"servers": {"m": {"credentials": {"secret": SECRET}}}}},
+    {"rpc": {"socket_mode": SECRET}},
+    {"s3": {"servers": {"m": {"endpoint": SECRET, "credentials": {"token": SECRET}}}}},
+    {"s3": {"servers": {"m": {"credentials": {"secret": [SECRET]}}}}},
+    {"s3": {"servers": {"m": {"credentials": {"secret": SECRET, "extra": SECRET}}}}},
+    {"s3": {"buckets": {"u": {"bucket": "b", "endpoint": "ftp://" + SECRET}}}},
+    {"s3": {"buckets": {"u": {"bucket": "b", "credentials": {"secret": SECRET}, "x": 1}}}},
+    {"s3": {"buckets": {"u": {"bucket": "b", "max_attempts": SECRET}}}},
+    {"logs": {"level": SECRET}},
+]
+
+
+@pytest.mark.parametrize("data", FAILS_ELSEWHERE)
+def test_secret_never_appears_in_error_message(data: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError) as info:
+        config_from_mapping(data, {})
+    assert SECRET not in str(info.value)
+    assert SECRET not in repr(info.value)
+    assert info.value.__cause__ is None
+
+
+def test_secret_from_env_never_appears_in_error_message(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        s3:
+          servers:
+            m:
+              credentials: {key: AK, secret: "${S3_SECRET}"}
+          buckets:
+            uploads: {server: m, bucket: b, visibility: "${S3_SECRET}"}
+        """,
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {"S3_SECRET": SECRET})
+    assert SECRET not in str(info.value)
+
+
+def test_secret_in_broken_yaml_line_is_not_echoed(tmp_path: Path) -> None:
+    path = write(tmp_path, f"s3:\n  servers: {{m: {{credentials: {{secret: {SECRET}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    assert SECRET not in str(info.value)
+
+
+def test_repr_of_config_hides_secret_and_token(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, SERVERS_LAYOUT), {"MINIO_SECRET": SECRET})
+    config = config.model_copy(
+        update={
+            "s3": config_from_mapping(
+                {
+                    "s3": {
+                        "servers": {"m": {"credentials": {"secret": SECRET, "token": SECRET}}},
+                        "buckets": {"i": {"bucket": "b", "credentials": {"secret": SECRET}}},
+                    }
+                },
+                {},
+            ).s3
+        }
+    )
+    for text in (repr(config), str(config), repr(config.model_dump()), str(config.s3.servers)):
+        assert SECRET not in text
+    resolved = resolve_bucket(config.s3, "i", config.s3.buckets["i"])
+    assert SECRET not in repr(resolved)
+    assert resolved.server.credentials.secret.get_secret_value() == SECRET
+
+
+# --- buckets registered at run time ----------------------------------------------------------
+
+
+def test_bucket_from_params_validates_like_the_file() -> None:
+    s3 = config_from_mapping(with_bucket()).s3
+    bucket = bucket_from_params(s3, "extra", {"server": "main", "bucket": "x", "prefix": "p"})
+    assert bucket.prefix == "p/"
+    with pytest.raises(ConfigError, match=r"^visibility: "):
+        bucket_from_params(s3, "extra", {"server": "main", "bucket": "x", "visibility": "w"})
+    with pytest.raises(ConfigError, match=r"^server: server 'ghost' is not defined"):
+        bucket_from_params(s3, "extra", {"server": "ghost", "bucket": "x"})
