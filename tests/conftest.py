@@ -58,7 +58,9 @@ def physical_buckets(s3_admin: Any) -> Callable[..., str]:
     return create
 
 
-def daemon_config(endpoint: str, buckets: dict[str, dict[str, Any]], **sections: Any) -> dict[str, Any]:
+def daemon_config(
+    endpoint: str, buckets: dict[str, dict[str, Any]], **sections: Any
+) -> dict[str, Any]:
     """A config dict with one server ``local`` (the moto endpoint) and the given buckets."""
     s3: dict[str, Any] = {
         "default": next(iter(buckets), None),
@@ -89,7 +91,9 @@ class RunningDaemon:
         self.clients.append(client)
         return client
 
-    async def call(self, method: str, params: dict[str, Any] | None = None, codec: CodecName = "json") -> Any:
+    async def call(
+        self, method: str, params: dict[str, Any] | None = None, codec: CodecName = "json"
+    ) -> Any:
         client = await self.client(codec)
         try:
             return await client.call(method, params, timeout=60)
@@ -99,7 +103,9 @@ class RunningDaemon:
 
 
 @contextlib.asynccontextmanager
-async def run_daemon(config: Config, buckets: dict[str, str] | None = None) -> AsyncIterator[RunningDaemon]:
+async def run_daemon(
+    config: Config, buckets: dict[str, str] | None = None
+) -> AsyncIterator[RunningDaemon]:
     from s3rpc.app import App
 
     app = App(config)
@@ -127,14 +133,18 @@ StartDaemon = Callable[..., Awaitable[RunningDaemon]]
 
 
 @pytest.fixture
-async def start_daemon(moto_endpoint: str, physical_buckets: Callable[..., str]) -> AsyncIterator[StartDaemon]:
+async def start_daemon(
+    moto_endpoint: str, physical_buckets: Callable[..., str]
+) -> AsyncIterator[StartDaemon]:
     """Start a daemon; ``await start_daemon({"uploads": {"visibility": "public"}}, rpc={...})``.
 
     Each logical bucket gets a fresh physical bucket unless its spec names one.
     """
     async with contextlib.AsyncExitStack() as stack:
 
-        async def start(buckets: dict[str, dict[str, Any]] | None = None, **sections: Any) -> RunningDaemon:
+        async def start(
+            buckets: dict[str, dict[str, Any]] | None = None, **sections: Any
+        ) -> RunningDaemon:
             specs = buckets if buckets is not None else default_buckets()
             physical = {}
             for name, spec in specs.items():

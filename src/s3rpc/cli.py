@@ -61,7 +61,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _with_listen(config: Config, listen: str) -> Config:
     try:
-        return Config.model_validate({**config.model_dump(), "rpc": {**config.rpc.model_dump(), "listen": listen}})
+        return Config.model_validate(
+            {**config.model_dump(), "rpc": {**config.rpc.model_dump(), "listen": listen}}
+        )
     except Exception as exc:
         raise SystemExit(f"s3rpc: --listen: {exc}") from None
 
@@ -77,26 +79,121 @@ def _serve(config: Config) -> int:
             print(f"s3rpc: {exc.wire_text()}", file=sys.stderr)
             return EXIT_CONFIG if exc.code == "INVALID_CONFIG" else EXIT_FAILED
         except OSError as exc:
-            print(f"s3rpc: cannot listen on {config.rpc.listen}: {exc.strerror or exc}", file=sys.stderr)
+            print(
+                f"s3rpc: cannot listen on {config.rpc.listen}: {exc.strerror or exc}",
+                file=sys.stderr,
+            )
             return EXIT_FAILED
         return EXIT_OK
 
     return run_async(main()) or EXIT_OK
 
 
+def cmd_dev(args: argparse.Namespace) -> int:
+    from s3rpc.dev import run_dev
+
+    try:
+        return run_dev(args.listen, args.config)
+    except ConfigError as exc:
+        print(f"s3rpc: invalid configuration in {args.config}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    import base64
+    import json
+    import os
+
+    from s3rpc.client import Client, RpcError
+
+    try:
+        params = json.loads(args.params) if args.params else {}
+    except json.JSONDecodeError as exc:
+        print(f"s3rpc: params are not valid JSON: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if not isinstance(params, dict):
+        print("s3rpc: params must be a JSON object", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.file is not None:
+        with open(args.file, "rb") as fh:
+            params["content"] = fh.read()
+    elif args.content is not None:
+        params["content"] = args.content.encode()
+    elif isinstance(params.get("content"), str):
+        # Given in the JSON argument, content is base64 text, as on the JSON wire.
+        try:
+            params["content"] = base64.b64decode(params["content"], validate=True)
+        except ValueError:
+            print(
+                "s3rpc: 'content' in the JSON params must be base64 (or use --content/--file)",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+    address = args.rpc or os.environ.get("RR_RPC") or "tcp://127.0.0.1:6001"
+    try:
+        with Client(address, codec=args.codec, timeout=args.timeout) as client:
+            result = client.call(args.method, params)
+    except RpcError as exc:
+        print(exc.text, file=sys.stderr)
+        return EXIT_FAILED
+    except (OSError, TimeoutError, ValueError) as exc:
+        print(f"s3rpc: cannot call {address}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if isinstance(result, dict) and isinstance(result.get("content"), bytes):
+        if args.out is not None:
+            with open(args.out, "wb") as fh:
+                fh.write(result["content"])
+            result["content"] = f"<{len(result['content'])} bytes written to {args.out}>"
+        else:
+            result["content"] = base64.b64encode(result["content"]).decode()
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="s3rpc", description="S3 object storage for PHP over Goridge RPC")
+    parser = argparse.ArgumentParser(
+        prog="s3rpc", description="S3 object storage for PHP over Goridge RPC"
+    )
     parser.add_argument("--version", action="version", version=f"s3rpc {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the daemon")
-    serve.add_argument("-c", "--config", default=DEFAULT_CONFIG_PATH, help="path to .rr.yaml (default: %(default)s)")
+    serve.add_argument(
+        "-c",
+        "--config",
+        default=DEFAULT_CONFIG_PATH,
+        help="path to .rr.yaml (default: %(default)s)",
+    )
     serve.add_argument("--listen", help="override rpc.listen, e.g. tcp://127.0.0.1:6001")
     serve.set_defaults(func=cmd_serve)
 
     check = sub.add_parser("check-config", help="validate a config file and exit")
-    check.add_argument("-c", "--config", default=DEFAULT_CONFIG_PATH, help="path to .rr.yaml (default: %(default)s)")
+    check.add_argument(
+        "-c",
+        "--config",
+        default=DEFAULT_CONFIG_PATH,
+        help="path to .rr.yaml (default: %(default)s)",
+    )
     check.set_defaults(func=cmd_check_config)
+
+    dev = sub.add_parser("dev", help="run on an embedded in-memory S3 server (no account needed)")
+    dev.add_argument(
+        "--listen", default="tcp://127.0.0.1:6001", help="RPC address (default: %(default)s)"
+    )
+    dev.add_argument("-c", "--config", help="use the buckets of this config file")
+    dev.set_defaults(func=cmd_dev)
+
+    call = sub.add_parser("call", help="call one RPC method and print the result as JSON")
+    call.add_argument("method", help="e.g. s3.ListBuckets")
+    call.add_argument("params", nargs="?", help="params as a JSON object")
+    call.add_argument("--rpc", help="daemon address (default: $RR_RPC, else tcp://127.0.0.1:6001)")
+    call.add_argument("--codec", choices=["json", "msgpack"], default="json")
+    call.add_argument("--timeout", type=float, default=60.0, help="seconds (default: %(default)s)")
+    content = call.add_mutually_exclusive_group()
+    content.add_argument("--file", help="send this file's bytes as 'content' (s3.Write)")
+    content.add_argument("--content", help="send this text (UTF-8) as 'content' (s3.Write)")
+    call.add_argument("--out", help="write the result's 'content' (s3.Read) to this file")
+    call.set_defaults(func=cmd_call)
     return parser
 
 

@@ -24,7 +24,9 @@ from s3rpc.goridge.rpc import encode_request
 
 CodecName = Literal["json", "msgpack"]
 _CODECS: dict[str, Codec] = {"json": JSON, "msgpack": MSGPACK}
-_ERROR_TEXT = re.compile(r"^(?P<code>[A-Z][A-Z0-9_]+): (?P<message>.*?)(?: \((?P<details>.*)\))?$", re.S)
+_ERROR_TEXT = re.compile(
+    r"^(?P<code>[A-Z][A-Z0-9_]+): (?P<message>.*?)(?: \((?P<details>.*)\))?$", re.S
+)
 BYTES_RESULT_FIELDS = ("content",)
 
 
@@ -45,7 +47,9 @@ class ConnectionLost(ConnectionError):
     """The connection closed before the answer arrived."""
 
 
-async def open_connection(address: str, limit: int = 1 << 20) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def open_connection(
+    address: str, limit: int = 1 << 20
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     target = parse_listen(address)
     if target.scheme == "unix":
         return await asyncio.open_unix_connection(target.path, limit=limit)
@@ -57,7 +61,9 @@ async def open_connection(address: str, limit: int = 1 << 20) -> tuple[asyncio.S
 class AsyncClient:
     """One connection; calls may overlap (pipelining)."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, codec: CodecName = "json") -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, codec: CodecName = "json"
+    ) -> None:
         self._reader = reader
         self._writer = writer
         self.codec = codec
@@ -67,7 +73,9 @@ class AsyncClient:
         self._read_task = asyncio.create_task(self._read_loop())
 
     @classmethod
-    async def connect(cls, address: str = "tcp://127.0.0.1:6001", codec: CodecName = "json", timeout: float = 10.0) -> AsyncClient:
+    async def connect(
+        cls, address: str = "tcp://127.0.0.1:6001", codec: CodecName = "json", timeout: float = 10.0
+    ) -> AsyncClient:
         reader, writer = await asyncio.wait_for(open_connection(address), timeout)
         return cls(reader, writer, codec)
 
@@ -145,11 +153,15 @@ class ClientPool:
         self._next = itertools.cycle(range(len(clients)))
 
     @classmethod
-    async def connect(cls, address: str = "tcp://127.0.0.1:6001", size: int = 4, codec: CodecName = "json") -> ClientPool:
+    async def connect(
+        cls, address: str = "tcp://127.0.0.1:6001", size: int = 4, codec: CodecName = "json"
+    ) -> ClientPool:
         clients = await asyncio.gather(*(AsyncClient.connect(address, codec) for _ in range(size)))
         return cls(list(clients))
 
-    async def call(self, method: str, params: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
+    async def call(
+        self, method: str, params: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> Any:
         return await self._clients[next(self._next)].call(method, params, **kwargs)
 
     async def close(self) -> None:
@@ -165,17 +177,32 @@ class ClientPool:
 class Client:
     """Blocking wrapper: ``with Client("tcp://127.0.0.1:6001") as c: c.call("s3.ListBuckets")``."""
 
-    def __init__(self, address: str = "tcp://127.0.0.1:6001", codec: CodecName = "json", timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        address: str = "tcp://127.0.0.1:6001",
+        codec: CodecName = "json",
+        timeout: float = 60.0,
+    ) -> None:
         self._runner = asyncio.Runner()
         self._timeout = timeout
         try:
-            self._client = self._runner.run(AsyncClient.connect(address, codec, timeout=min(timeout, 10.0)))
+            self._client = self._runner.run(
+                AsyncClient.connect(address, codec, timeout=min(timeout, 10.0))
+            )
         except BaseException:
             self._runner.close()
             raise
 
-    def call(self, method: str, params: Mapping[str, Any] | None = None, *, codec: CodecName | None = None) -> Any:
-        return self._runner.run(self._client.call(method, params, codec=codec, timeout=self._timeout))
+    def call(
+        self,
+        method: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        codec: CodecName | None = None,
+    ) -> Any:
+        return self._runner.run(
+            self._client.call(method, params, codec=codec, timeout=self._timeout)
+        )
 
     def close(self) -> None:
         try:
@@ -186,5 +213,10 @@ class Client:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()

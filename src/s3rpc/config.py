@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 DEFAULT_LISTEN = "tcp://127.0.0.1:6001"
 DEFAULT_CONFIG_PATH = ".rr.yaml"
@@ -61,7 +69,9 @@ def parse_listen(value: str) -> ListenAddress:
     rest = value[len("tcp://") :] if value.startswith("tcp://") else value
     if "://" in rest:
         raise ValueError("must be tcp://host:port or unix:///path")
-    match = re.fullmatch(r"(?:\[(?P<v6>[0-9a-fA-F:.]+)\]|(?P<host>[^:\[\]]*)):(?P<port>\d{1,5})", rest)
+    match = re.fullmatch(
+        r"(?:\[(?P<v6>[0-9a-fA-F:.]+)\]|(?P<host>[^:\[\]]*)):(?P<port>\d{1,5})", rest
+    )
     if match is None:
         raise ValueError("must be tcp://host:port or unix:///path")
     port = int(match["port"])
@@ -91,12 +101,16 @@ class RpcConfig(_Model):
             try:
                 value = int(value, 8)
             except ValueError:
-                raise ValueError("must be an octal file mode such as \"0660\"") from None
-        elif isinstance(value, int) and not isinstance(value, bool):
-            if value > 0o777 and set(str(value)) <= set("01234567"):
-                value = int(str(value), 8)
+                raise ValueError('must be an octal file mode such as "0660"') from None
+        elif (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and value > 0o777
+            and set(str(value)) <= set("01234567")
+        ):
+            value = int(str(value), 8)  # 660 meant as 0660
         if not isinstance(value, int) or not 0 <= value <= 0o777:
-            raise ValueError("must be an octal file mode such as \"0660\"")
+            raise ValueError('must be an octal file mode such as "0660"')
         return value
 
     @property
@@ -206,7 +220,9 @@ class BucketConfig(_Model):
         return {
             name: getattr(self, name)
             for name in _SERVER_FIELDS
-            if name in type(self).model_fields and name != "visibility_mode" and getattr(self, name) is not None
+            if name in type(self).model_fields
+            and name != "visibility_mode"
+            and getattr(self, name) is not None
         }
 
     def inline_server(self) -> ServerConfig:
@@ -224,7 +240,10 @@ class S3Config(_Model):
     def _references(self) -> S3Config:
         for name, bucket in self.buckets.items():
             if bucket.server is not None and bucket.server not in self.servers:
-                raise _KeyedError(f"buckets.{name}.server", f"server '{bucket.server}' is not defined in s3.servers")
+                raise _KeyedError(
+                    f"buckets.{name}.server",
+                    f"server '{bucket.server}' is not defined in s3.servers",
+                )
         if self.default is not None and self.default not in self.buckets:
             raise _KeyedError("default", f"bucket '{self.default}' is not defined in s3.buckets")
         return self
@@ -267,7 +286,9 @@ def resolve_bucket(s3: S3Config, name: str, bucket: BucketConfig) -> ResolvedBuc
 
 # --- loading ------------------------------------------------------------------------------
 
-_VAR = re.compile(r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))")
+_VAR = re.compile(
+    r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
+)
 
 
 def expand_env(text: str, environ: Mapping[str, str] | None = None) -> str:
@@ -321,7 +342,9 @@ def _describe(error: ValidationError, root: str) -> str:
     return "; ".join(lines)
 
 
-def config_from_mapping(data: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:
+def config_from_mapping(
+    data: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> Config:
     """Validate an already-parsed document (the whole ``.rr.yaml``, or a test's dict)."""
     if not isinstance(data, Mapping):
         raise ConfigError("the configuration must be a YAML mapping")

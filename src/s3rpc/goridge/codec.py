@@ -60,10 +60,11 @@ class JsonCodec(Codec):
             try:
                 return base64.b64decode(value, validate=True)
             except (binascii.Error, ValueError):
-                raise CodecError(f"field '{field}' must be base64 text under the JSON codec") from None
+                raise CodecError(
+                    f"field '{field}' must be base64 text under the JSON codec"
+                ) from None
         raise CodecError(
-            f"field '{field}' must be a base64 string under the JSON codec, "
-            f"got {_json_type(value)}"
+            f"field '{field}' must be a base64 string under the JSON codec, got {_json_type(value)}"
         )
 
 
@@ -123,5 +124,7 @@ def codec_for_flags(flags: int) -> Codec:
     if codec is None:
         names = [name for flag, name in _NAMES.items() if bits & flag]
         described = "+".join(names) if names else "none"
-        raise CodecError(f"codec {described} (flags 0x{flags:02x}) is not supported; use JSON or msgpack")
+        raise CodecError(
+            f"codec {described} (flags 0x{flags:02x}) is not supported; use JSON or msgpack"
+        )
     return codec

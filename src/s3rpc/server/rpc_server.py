@@ -75,7 +75,9 @@ class Connection:
                     await self.slots.acquire()
                     self._start_call(frame)
         except ProtocolError as exc:
-            log.warning("protocol_error", peer=self.peer, reason=str(exc), action="closing connection")
+            log.warning(
+                "protocol_error", peer=self.peer, reason=str(exc), action="closing connection"
+            )
             self.abort()
             return
         except (ConnectionError, OSError):
@@ -126,7 +128,9 @@ class Connection:
         except Exception:
             outcome = ErrorCode.INTERNAL_ERROR.value
             log.exception("handler_failed", peer=self.peer)
-            buffers = [encode_error(request.flags, request.seq, request.method, error_text(Exception()))]
+            buffers = [
+                encode_error(request.flags, request.seq, request.method, error_text(Exception()))
+            ]
         sent = self._write(buffers)
         self._log_call(started, outcome, len(frame.payload), sent)
         if not self.closed:
@@ -137,7 +141,9 @@ class Connection:
 
     def _log_call(self, started: float, outcome: str, size_in: int, size_out: int) -> None:
         duration_ms = round((time.perf_counter() - started) * 1000, 3)
-        log.info("call", outcome=outcome, duration_ms=duration_ms, bytes_in=size_in, bytes_out=size_out)
+        log.info(
+            "call", outcome=outcome, duration_ms=duration_ms, bytes_in=size_in, bytes_out=size_out
+        )
 
     def _write(self, buffers: Iterable[bytes]) -> int:
         if self.closed or self.writer.is_closing():
@@ -243,7 +249,11 @@ class RpcServer:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), timeout=5)
         self._remove_own_socket()
-        log.info("stopped", connections_served=self.state.total_connections, calls_served=self.state.total_calls)
+        log.info(
+            "stopped",
+            connections_served=self.state.total_connections,
+            calls_served=self.state.total_calls,
+        )
 
     def _remove_own_socket(self) -> None:
         if self.address.scheme != "unix" or self._unix_inode is None:
@@ -270,7 +280,9 @@ def _remove_stale_socket(path: str) -> None:
         return
     finally:
         probe.close()
-    raise S3RpcError(ErrorCode.INVALID_CONFIG, f"rpc.listen: another process is listening on {path}")
+    raise S3RpcError(
+        ErrorCode.INVALID_CONFIG, f"rpc.listen: another process is listening on {path}"
+    )
 
 
 def _peer_name(writer: asyncio.StreamWriter) -> str:
