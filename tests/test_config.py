@@ -297,13 +297,6 @@ def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
         load_config(tmp_path, {})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeDecodeError,
-    reason="config.load_config catches only OSError around read_text: a file that is not "
-    "UTF-8 escapes as a raw UnicodeDecodeError (which carries the file's bytes) "
-    "instead of ConfigError",
-)
 def test_non_utf8_file_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / ".rr.yaml"
     path.write_bytes(b"rpc:\n  listen: \xff\xfe\n")
@@ -334,11 +327,6 @@ def test_bad_socket_mode_is_rejected(value: object) -> None:
     assert config_error({"rpc": {"socket_mode": value}}).startswith("rpc.socket_mode: ")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config.RpcConfig._mode lets bools through (bool is an int): "
-    "YAML 'socket_mode: true'/'yes' becomes mode 0o001 instead of an error",
-)
 @pytest.mark.parametrize("value", [True, False])
 def test_boolean_socket_mode_is_rejected(value: bool) -> None:
     assert config_error({"rpc": {"socket_mode": value}}).startswith("rpc.socket_mode: ")

@@ -109,7 +109,7 @@ class RpcConfig(_Model):
             and set(str(value)) <= set("01234567")
         ):
             value = int(str(value), 8)  # 660 meant as 0660
-        if not isinstance(value, int) or not 0 <= value <= 0o777:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0o777:
             raise ValueError('must be an octal file mode such as "0660"')
         return value
 
@@ -364,6 +364,8 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read {file}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file} is not UTF-8 text (invalid byte at offset {exc.start})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
