@@ -1,0 +1,327 @@
+"""The bucket registry: logical bucket names, their S3 clients, slots and in-flight uploads.
+
+:class:`BucketManager` is entered once, before the daemon accepts connections. It creates one
+aioboto3 S3 client per distinct server (same endpoint, region, addressing, credentials and
+timeouts ⇒ same client) inside its own :class:`~contextlib.AsyncExitStack`; buckets registered
+at run time reuse a matching client or add one to that stack. On exit it aborts the multipart
+uploads that are still unfinished, then closes every client.
+
+Secrets live only inside the client objects and the frozen config; client identities are
+compared through a digest, so nothing here can print a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+import aioboto3  # type: ignore[import-untyped, unused-ignore]
+import structlog
+from aiobotocore.config import AioConfig  # type: ignore[import-untyped, unused-ignore]
+
+from s3rpc.config import (
+    BucketConfig,
+    ConfigError,
+    ResolvedBucket,
+    S3Config,
+    ServerConfig,
+    VisibilityMode,
+    bucket_from_params,
+    resolve_bucket,
+)
+from s3rpc.errors import ErrorCode, S3RpcError
+from s3rpc.storage.pathnames import join_key, validate_pathname
+from s3rpc.storage.translate import s3_errors
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3.client import S3Client
+
+log = structlog.get_logger(__name__)
+
+MAX_POOL_CONNECTIONS = 512
+MIN_POOL_CONNECTIONS = 10
+
+
+@dataclass(eq=False)
+class Bucket:
+    """One logical bucket: its resolved config, its client and its concurrency slot."""
+
+    resolved: ResolvedBucket
+    client: S3Client
+    #: Signs presigned URLs; configured for ``public_endpoint`` when the server has one.
+    presign_client: S3Client
+    _semaphore: asyncio.Semaphore = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._semaphore = asyncio.Semaphore(self.resolved.config.max_concurrent_operations)
+
+    @property
+    def name(self) -> str:
+        return self.resolved.name
+
+    @property
+    def config(self) -> BucketConfig:
+        return self.resolved.config
+
+    @property
+    def server(self) -> ServerConfig:
+        return self.resolved.server
+
+    @property
+    def physical(self) -> str:
+        """The S3 bucket name."""
+        return self.resolved.config.bucket
+
+    @property
+    def prefix(self) -> str:
+        return self.resolved.config.prefix
+
+    @property
+    def visibility_mode(self) -> VisibilityMode:
+        return self.resolved.visibility_mode
+
+    @property
+    def operation_timeout(self) -> float:
+        return self.resolved.operation_timeout
+
+    def slot(self) -> asyncio.Semaphore:
+        """``async with bucket.slot():`` — one of ``max_concurrent_operations`` places."""
+        return self._semaphore
+
+    def key(self, pathname: str, field: str = "pathname") -> str:
+        """Validate a relative pathname and return the full S3 key under the bucket prefix."""
+        return join_key(self.prefix, validate_pathname(pathname, field), field)
+
+
+@dataclass(frozen=True, slots=True)
+class _Upload:
+    client: S3Client
+    bucket: str
+    key: str
+    upload_id: str
+
+
+class UploadTracker:
+    """Multipart uploads started and not yet completed or aborted."""
+
+    def __init__(self) -> None:
+        self._uploads: set[_Upload] = set()
+
+    def __len__(self) -> int:
+        return len(self._uploads)
+
+    def add(self, client: S3Client, bucket: str, key: str, upload_id: str) -> None:
+        self._uploads.add(_Upload(client, bucket, key, upload_id))
+
+    def discard(self, client: S3Client, bucket: str, key: str, upload_id: str) -> None:
+        self._uploads.discard(_Upload(client, bucket, key, upload_id))
+
+    async def abort_all(self) -> None:
+        uploads, self._uploads = list(self._uploads), set()
+        if uploads:
+            log.warning("aborting unfinished multipart uploads", count=len(uploads))
+        await asyncio.gather(*(_abort(upload) for upload in uploads))
+
+
+async def _abort(upload: _Upload) -> None:
+    try:
+        with s3_errors("abort multipart upload", physical_bucket=upload.bucket):
+            await upload.client.abort_multipart_upload(
+                Bucket=upload.bucket, Key=upload.key, UploadId=upload.upload_id
+            )
+    except S3RpcError as exc:
+        log.warning(
+            "could not abort multipart upload",
+            s3_bucket=upload.bucket,
+            error=exc.wire_text(),
+        )
+
+
+def _client_identity(server: ServerConfig, endpoint: str) -> str:
+    """A digest of everything that makes two clients differ (credentials included)."""
+    creds = server.credentials
+    parts = (
+        server.region,
+        endpoint,
+        server.path_style,
+        creds.key,
+        creds.secret.get_secret_value(),
+        creds.token.get_secret_value(),
+        server.connect_timeout,
+        server.read_timeout,
+        server.max_attempts,
+    )
+    return hashlib.sha256(repr(parts).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def client_config(server: ServerConfig, *, endpoint: str, pool: int) -> Any:
+    """The botocore settings of a client for ``server`` talking to ``endpoint``."""
+    options: dict[str, Any] = {
+        "signature_version": "s3v4",
+        "retries": {"mode": "standard", "max_attempts": server.max_attempts},
+        "connect_timeout": server.connect_timeout,
+        "read_timeout": server.read_timeout,
+        "max_pool_connections": max(MIN_POOL_CONNECTIONS, min(pool, MAX_POOL_CONNECTIONS)),
+    }
+    if server.path_style:
+        options["s3"] = {"addressing_style": "path"}
+    if endpoint:
+        # Most S3-compatible services reject or mis-handle the newer default checksums.
+        options["request_checksum_calculation"] = "when_required"
+        options["response_checksum_validation"] = "when_required"
+    return AioConfig(**options)
+
+
+class BucketManager:
+    """Logical buckets by name, the S3 clients behind them, and their lifecycle."""
+
+    def __init__(self, s3: S3Config, *, session: Any = None) -> None:
+        self._s3 = s3
+        self._session: Any = session if session is not None else aioboto3.Session()
+        self._stack: AsyncExitStack | None = None
+        self._clients: dict[str, S3Client] = {}
+        self._buckets: dict[str, Bucket] = {}
+        self._register_lock = asyncio.Lock()
+        self.uploads = UploadTracker()
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        stack = AsyncExitStack()
+        await stack.__aenter__()
+        self._stack = stack
+        try:
+            resolved = [
+                resolve_bucket(self._s3, name, bucket) for name, bucket in self._s3.buckets.items()
+            ]
+            pools: dict[str, int] = {}
+            for item in resolved:
+                for ident in self._identities(item.server):
+                    pools[ident] = pools.get(ident, 0) + item.config.max_concurrent_operations
+            for item in resolved:
+                self._buckets[item.name] = await self._make_bucket(item, pools)
+        except BaseException:
+            await self._close()
+            raise
+        log.debug("buckets ready", buckets=len(self._buckets), clients=len(self._clients))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._close()
+
+    async def _close(self) -> None:
+        stack, self._stack = self._stack, None
+        try:
+            # Before the clients close: aborting needs them.
+            await self.uploads.abort_all()
+        finally:
+            self._buckets.clear()
+            self._clients.clear()
+            if stack is not None:
+                await stack.aclose()
+
+    # --- lookup ------------------------------------------------------------------------
+
+    @property
+    def default(self) -> str | None:
+        return self._s3.default
+
+    def names(self) -> list[str]:
+        return sorted(self._buckets)
+
+    def get(self, name: str | None) -> Bucket:
+        """The bucket called ``name``; ``None`` or ``""`` means the configured default."""
+        if not name:
+            if self._s3.default is None:
+                raise S3RpcError(
+                    ErrorCode.BUCKET_NOT_FOUND,
+                    "no bucket was given and no default bucket is configured (s3.default)",
+                )
+            name = self._s3.default
+        bucket = self._buckets.get(name)
+        if bucket is None:
+            shown = name if name.isprintable() else repr(name)
+            raise S3RpcError(
+                ErrorCode.BUCKET_NOT_FOUND, f"bucket '{shown[:200]}' is not configured"
+            )
+        return bucket
+
+    # --- run-time registration ---------------------------------------------------------
+
+    async def register(self, name: str, fields: Mapping[str, Any]) -> Bucket:
+        """Add a bucket at run time (``s3.RegisterBucket``); validated like one from the file."""
+        if not name:
+            raise S3RpcError(ErrorCode.INVALID_CONFIG, "name: a bucket name is required")
+        async with self._register_lock:
+            if name in self._buckets:
+                raise S3RpcError(
+                    ErrorCode.BUCKET_ALREADY_EXISTS, f"bucket '{name}' is already registered"
+                )
+            try:
+                config = bucket_from_params(self._s3, name, fields)
+            except ConfigError as exc:
+                raise S3RpcError(ErrorCode.INVALID_CONFIG, str(exc)) from None
+            resolved = resolve_bucket(self._s3, name, config)
+            pools = {
+                ident: config.max_concurrent_operations
+                for ident in self._identities(resolved.server)
+            }
+            bucket = await self._make_bucket(resolved, pools)
+            self._buckets[name] = bucket
+        log.info(
+            "bucket registered",
+            registered=name,
+            server=resolved.server_name,
+            s3_bucket=config.bucket,
+        )
+        return bucket
+
+    # --- clients -----------------------------------------------------------------------
+
+    @staticmethod
+    def _identities(server: ServerConfig) -> list[str]:
+        idents = [_client_identity(server, server.endpoint)]
+        if server.public_endpoint:
+            idents.append(_client_identity(server, server.public_endpoint))
+        return idents
+
+    async def _make_bucket(self, resolved: ResolvedBucket, pools: Mapping[str, int]) -> Bucket:
+        server = resolved.server
+        client = await self._client(server, server.endpoint, pools)
+        presign = client
+        if server.public_endpoint:
+            presign = await self._client(server, server.public_endpoint, pools)
+        return Bucket(resolved=resolved, client=client, presign_client=presign)
+
+    async def _client(
+        self, server: ServerConfig, endpoint: str, pools: Mapping[str, int]
+    ) -> S3Client:
+        ident = _client_identity(server, endpoint)
+        existing = self._clients.get(ident)
+        if existing is not None:
+            return existing
+        if self._stack is None:
+            raise RuntimeError("BucketManager is not entered")
+        creds = server.credentials
+        context = self._session.client(
+            "s3",
+            region_name=server.region,
+            endpoint_url=endpoint or None,
+            aws_access_key_id=creds.key or None,
+            aws_secret_access_key=creds.secret.get_secret_value() or None,
+            aws_session_token=creds.token.get_secret_value() or None,
+            config=client_config(server, endpoint=endpoint, pool=pools.get(ident, 0)),
+        )
+        client: S3Client = await self._stack.enter_async_context(context)
+        self._clients[ident] = client
+        return client

@@ -1,0 +1,89 @@
+"""The one place botocore/aiohttp failures become :class:`~s3rpc.errors.S3RpcError`.
+
+Everything that talks to S3 runs inside :func:`s3_errors`. A ``ClientError`` is mapped by HTTP
+status first and S3 error code second::
+
+    404 (NoSuchKey, NotFound, "404")      -> FILE_NOT_FOUND
+    404 NoSuchBucket                      -> S3_OPERATION_FAILED naming the physical bucket
+    403 (AccessDenied, SignatureDoesNotMatch, ...) -> PERMISSION_DENIED
+    AccessControlListNotSupported         -> INVALID_CONFIG (hint: ``visibility_mode: none``)
+    anything else                         -> S3_OPERATION_FAILED, S3 code in details
+
+Connection, timeout and other botocore failures become S3_OPERATION_FAILED with the exception's
+class name in details. Messages are built from names we chose (method, logical bucket, pathname)
+and S3 error *codes* only: never from exception text, which could carry request data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import aiohttp
+from botocore.exceptions import (  # type: ignore[import-untyped, unused-ignore]
+    BotoCoreError,
+    ClientError,
+)
+
+from s3rpc.errors import ErrorCode, S3RpcError
+
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404", "NoSuchVersion"})
+_DENIED_CODES = frozenset({"AccessDenied", "403", "Forbidden", "AllAccessDisabled"})
+ACL_NOT_SUPPORTED_HINT = (
+    "the bucket does not accept ACLs (Object Ownership: bucket owner enforced); "
+    "set 'visibility_mode: none' for this bucket or server"
+)
+
+
+def client_error_parts(exc: ClientError) -> tuple[int, str]:
+    """HTTP status (0 if unknown) and S3 error code ("" if none) of a ``ClientError``."""
+    response: Any = exc.response or {}
+    meta = response.get("ResponseMetadata") or {}
+    error = response.get("Error") or {}
+    try:
+        status = int(meta.get("HTTPStatusCode") or 0)
+    except (TypeError, ValueError):
+        status = 0
+    return status, str(error.get("Code") or "")
+
+
+def translate_client_error(exc: ClientError, *, what: str, physical_bucket: str) -> S3RpcError:
+    """Map one S3 error response to the S3RpcError a client sees."""
+    status, code = client_error_parts(exc)
+    details = f"{code or 'unknown error'}, HTTP {status}" if status else (code or None)
+    if code == "NoSuchBucket":
+        return S3RpcError(
+            ErrorCode.S3_OPERATION_FAILED,
+            f"{what}: the S3 bucket '{physical_bucket}' does not exist",
+            details,
+        )
+    if status == 404:
+        return S3RpcError(ErrorCode.FILE_NOT_FOUND, f"{what}: file not found", details)
+    if status == 403:
+        return S3RpcError(ErrorCode.PERMISSION_DENIED, f"{what}: access denied by S3", details)
+    if code in _NOT_FOUND_CODES:
+        return S3RpcError(ErrorCode.FILE_NOT_FOUND, f"{what}: file not found", details)
+    if code in _DENIED_CODES:
+        return S3RpcError(ErrorCode.PERMISSION_DENIED, f"{what}: access denied by S3", details)
+    if code == "AccessControlListNotSupported":
+        return S3RpcError(ErrorCode.INVALID_CONFIG, f"{what}: {ACL_NOT_SUPPORTED_HINT}", details)
+    return S3RpcError(ErrorCode.S3_OPERATION_FAILED, f"{what}: S3 request failed", details)
+
+
+@contextmanager
+def s3_errors(what: str, *, physical_bucket: str) -> Iterator[None]:
+    """Run S3 calls; re-raise their failures as S3RpcError.
+
+    ``what`` names the step for the message, e.g. ``"read 'a.jpg' from bucket 'uploads'"``.
+    """
+    try:
+        yield
+    except ClientError as exc:
+        raise translate_client_error(exc, what=what, physical_bucket=physical_bucket) from exc
+    except (BotoCoreError, aiohttp.ClientError) as exc:
+        raise S3RpcError(
+            ErrorCode.S3_OPERATION_FAILED,
+            f"{what}: could not complete the S3 request",
+            type(exc).__name__,
+        ) from exc
