@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import signal
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -44,6 +45,7 @@ class App:
         self.should_exit.set()
 
     async def run(self, *, install_signals: bool = True) -> None:
+        raise_fd_limit()
         loop = asyncio.get_running_loop()
         if install_signals:
             for sig in HANDLED_SIGNALS:
@@ -66,3 +68,13 @@ class App:
                     with contextlib.suppress(Exception):
                         loop.remove_signal_handler(sig)
         log.info("exited")
+
+
+def raise_fd_limit() -> None:
+    """Thousands of PHP workers mean thousands of sockets: lift the soft fd limit to hard."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

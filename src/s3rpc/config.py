@@ -338,7 +338,7 @@ def _describe(error: ValidationError, root: str) -> str:
             elif item["type"] == "missing":
                 message = "required key is missing"
         key = ".".join([root, *loc]) if root else ".".join(loc)
-        lines.append(f"{key}: {message}")
+        lines.append(f"{key}: {message}" if key else message)
     return "; ".join(lines)
 
 
