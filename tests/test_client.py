@@ -130,7 +130,8 @@ async def test_client_pool_connections_all_answer_calls_to_the_daemon(daemon: An
 
 async def test_client_pool_spreads_calls_round_robin_over_its_connections() -> None:
     async with method_server({"test.Echo": RpcMethod(_echo)}) as server:
-        async with await ClientPool.connect(server.bound, size=3) as pool:
+        pool = await ClientPool.connect(server.bound, size=3)
+        async with pool:
             results = await asyncio.wait_for(
                 asyncio.gather(*(pool.call("test.Echo", {"value": i}) for i in range(9))), WAIT
             )
@@ -151,7 +152,10 @@ async def test_rpc_error_carries_code_message_details_for_file_not_found(daemon:
     err = info.value
     assert err.code == "FILE_NOT_FOUND"
     assert err.method == "s3.Read"
-    assert err.message
+    assert "no/such/file.txt" in err.message
+    assert "uploads" in err.message
+    assert err.details is not None
+    assert "404" in err.details  # the S3 error code and HTTP status travel as details
     assert err.text.startswith("FILE_NOT_FOUND: ")
     assert str(err) == err.text
     expected = f"FILE_NOT_FOUND: {err.message}" + (f" ({err.details})" if err.details else "")
@@ -172,6 +176,23 @@ async def test_rpc_error_carries_code_and_message_for_unknown_method(
     assert "s3.NoSuchMethod" in err.message
     assert err.details is None
     assert err.method == "s3.NoSuchMethod"
+
+
+@pytest.mark.parametrize(
+    ("params", "code", "needle"),
+    [
+        ({"bucket": "no-such-bucket", "pathname": "a.txt"}, "BUCKET_NOT_FOUND", "no-such-bucket"),
+        ({"pathname": "../escape.txt"}, "INVALID_PATHNAME", ".."),
+    ],
+)
+async def test_rpc_error_codes_for_bad_bucket_and_pathname(
+    daemon: Any, params: dict[str, Any], code: str, needle: str
+) -> None:
+    client = await daemon.client("msgpack")
+    with pytest.raises(RpcError) as info:
+        await client.call("s3.Read", params)
+    assert info.value.code == code
+    assert needle in info.value.message
 
 
 def test_rpc_error_parses_details_in_parentheses() -> None:
@@ -221,7 +242,7 @@ async def test_blocking_client_connect_failure_raises_oserror() -> None:
     def sync_code() -> None:
         Client(address, timeout=WAIT)
 
-    with pytest.raises(OSError):
+    with pytest.raises(ConnectionRefusedError):
         await asyncio.wait_for(asyncio.to_thread(sync_code), 30)
 
 
@@ -244,12 +265,9 @@ async def test_pending_calls_fail_with_connection_lost_when_the_server_goes_away
         client = await AsyncClient.connect(address, timeout=WAIT)
         try:
             calls = [
-                asyncio.ensure_future(client.call("s3.ListBuckets", timeout=WAIT))
-                for _ in range(3)
+                asyncio.ensure_future(client.call("s3.ListBuckets", timeout=WAIT)) for _ in range(3)
             ]
-            results = await asyncio.wait_for(
-                asyncio.gather(*calls, return_exceptions=True), WAIT
-            )
+            results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), WAIT)
             assert got_request.is_set()
             assert all(isinstance(r, ConnectionLost) for r in results), results
             # and the next call fails at once
