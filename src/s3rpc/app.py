@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import resource
 import signal
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
+from typing import Any
 
 import structlog
 
 from s3rpc.config import Config
+from s3rpc.errors import ErrorCode, S3RpcError
 from s3rpc.server import RpcServer, notify
 from s3rpc.storage import BucketManager, build_methods
 
@@ -78,3 +82,34 @@ def raise_fd_limit() -> None:
     if soft != resource.RLIM_INFINITY and soft < hard:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def run_async(main: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop when it is installed (it is a dependency on POSIX), else on asyncio."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a POSIX dependency
+        asyncio.run(main)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
+
+
+def serve(config: Config, on_ready: Callable[[App], None] | None = None) -> int:
+    """Run the daemon until a signal; the exit code (0 after a clean shutdown)."""
+    # botocore and moto log through stdlib logging; keep their chatter out of our stream.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    app = App(config)
+    if on_ready is not None:
+        app.on_ready(on_ready)
+    try:
+        run_async(app.run())
+    except S3RpcError as exc:
+        print(f"s3rpc: {exc.wire_text()}", file=sys.stderr)
+        return 2 if exc.code == ErrorCode.INVALID_CONFIG else 1
+    except OSError as exc:
+        print(
+            f"s3rpc: cannot listen on {config.rpc.listen}: {exc.strerror or exc}", file=sys.stderr
+        )
+        return 1
+    return 0

@@ -6,27 +6,14 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-from collections.abc import Coroutine, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from s3rpc import __version__
 from s3rpc.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
-from s3rpc.errors import S3RpcError
 from s3rpc.logs import configure_logging
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
-
-
-def run_async(main: Coroutine[Any, Any, int | None]) -> int | None:
-    """Run on uvloop when it is installed (it is a dependency on POSIX), else on asyncio."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a POSIX dependency
-        return asyncio.run(main)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(main)
 
 
 def _load(path: str) -> Config:
@@ -69,24 +56,9 @@ def _with_listen(config: Config, listen: str) -> Config:
 
 
 def _serve(config: Config) -> int:
-    from s3rpc.app import App
+    from s3rpc.app import serve
 
-    async def main() -> int:
-        app = App(config)
-        try:
-            await app.run()
-        except S3RpcError as exc:
-            print(f"s3rpc: {exc.wire_text()}", file=sys.stderr)
-            return EXIT_CONFIG if exc.code == "INVALID_CONFIG" else EXIT_FAILED
-        except OSError as exc:
-            print(
-                f"s3rpc: cannot listen on {config.rpc.listen}: {exc.strerror or exc}",
-                file=sys.stderr,
-            )
-            return EXIT_FAILED
-        return EXIT_OK
-
-    return run_async(main()) or EXIT_OK
+    return serve(config)
 
 
 def cmd_dev(args: argparse.Namespace) -> int:

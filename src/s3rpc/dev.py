@@ -6,10 +6,14 @@ server running inside this process on 127.0.0.1, and RPC is served on 127.0.0.1:
 
 from __future__ import annotations
 
+import logging
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from s3rpc.config import Config, config_from_mapping, load_config
+
+if TYPE_CHECKING:
+    from s3rpc.app import App
 
 DEV_ACCESS_KEY = "s3rpc-dev"
 DEV_SECRET = "s3rpc-dev-secret"  # noqa: S105 - the embedded server accepts any credentials
@@ -95,11 +99,11 @@ def run_dev(listen: str, config_path: str | None, out: TextIO = sys.stdout) -> i
         return 2
     import boto3
 
-    from s3rpc.app import App
-    from s3rpc.cli import run_async
+    from s3rpc.app import serve
     from s3rpc.logs import configure_logging
 
     source = load_config(config_path) if config_path else None
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
     try:
@@ -117,18 +121,10 @@ def run_dev(listen: str, config_path: str | None, out: TextIO = sys.stdout) -> i
             admin.create_bucket(Bucket=physical)
         configure_logging(config.logs.level, config.logs.format)
 
-        async def main() -> None:
-            app = App(config)
-            app.on_ready(
-                lambda a: print(
-                    banner(a.server.bound if a.server else listen, endpoint, config),
-                    file=out,
-                    flush=True,
-                )
-            )
-            await app.run()
+        def ready(app: App) -> None:
+            address = app.server.bound if app.server else listen
+            print(banner(address, endpoint, config), file=out, flush=True)
 
-        run_async(main())
+        return serve(config, on_ready=ready)
     finally:
         moto.stop()
-    return 0

@@ -17,6 +17,7 @@ class Request:
     flags: int
     method: str
     body: memoryview
+    method_raw: bytes = b""
 
     @property
     def codec_flags(self) -> int:
@@ -27,21 +28,28 @@ def parse_request(frame: Frame) -> Request:
     """Split a decoded frame into seq, method and body (the decoder already checked bounds)."""
     seq, method_len = frame.options
     payload = memoryview(frame.payload)
-    method = bytes(payload[:method_len]).decode("utf-8", "replace")
-    return Request(seq=seq, flags=frame.flags, method=method, body=payload[method_len:])
+    raw = bytes(payload[:method_len])
+    method = raw.decode("utf-8", "replace")
+    return Request(
+        seq=seq, flags=frame.flags, method=method, body=payload[method_len:], method_raw=raw
+    )
 
 
-def encode_response(request_flags: int, seq: int, method: str, body: bytes) -> list[bytes]:
+def _method_bytes(method: str | bytes) -> bytes:
+    return method if isinstance(method, bytes) else method.encode("utf-8", "replace")
+
+
+def encode_response(request_flags: int, seq: int, method: str | bytes, body: bytes) -> list[bytes]:
     """A success response as buffers for ``writelines`` (the body is not copied)."""
-    method_b = method.encode("utf-8", "replace")
+    method_b = _method_bytes(method)
     flags = request_flags & ~(Flag.ERROR | Flag.CONTROL)
     header = encode_header(flags, (seq & SEQ_MASK, len(method_b)), len(method_b) + len(body))
     return [header + method_b, body]
 
 
-def encode_error(request_flags: int, seq: int, method: str, text: str) -> bytes:
+def encode_error(request_flags: int, seq: int, method: str | bytes, text: str) -> bytes:
     """An ERROR frame: the request's codec bits plus ERROR; the body is plain UTF-8 text."""
-    method_b = method.encode("utf-8", "replace")
+    method_b = _method_bytes(method)
     body = text.encode("utf-8", "replace")
     flags = (request_flags & ~Flag.CONTROL) | Flag.ERROR
     header = encode_header(flags, (seq & SEQ_MASK, len(method_b)), len(method_b) + len(body))

@@ -113,23 +113,27 @@ class Connection:
             params = decode_params(codec, method, request.body)
             result = await method.handler(params)
             body = codec.encode(result)
-            buffers = encode_response(request.flags, request.seq, request.method, body)
+            buffers = encode_response(request.flags, request.seq, request.method_raw, body)
         except S3RpcError as exc:
             outcome = exc.code.value
-            buffers = [encode_error(request.flags, request.seq, request.method, exc.wire_text())]
+            buffers = [
+                encode_error(request.flags, request.seq, request.method_raw, exc.wire_text())
+            ]
         except asyncio.CancelledError:
             outcome = ErrorCode.SHUTTING_DOWN.value
             text = S3RpcError(
                 ErrorCode.SHUTTING_DOWN, "the daemon stopped before this call finished"
             ).wire_text()
-            self._write([encode_error(request.flags, request.seq, request.method, text)])
+            self._write([encode_error(request.flags, request.seq, request.method_raw, text)])
             self._log_call(started, outcome, len(frame.payload), 0)
             raise
         except Exception:
             outcome = ErrorCode.INTERNAL_ERROR.value
             log.exception("handler_failed", peer=self.peer)
             buffers = [
-                encode_error(request.flags, request.seq, request.method, error_text(Exception()))
+                encode_error(
+                    request.flags, request.seq, request.method_raw, error_text(Exception())
+                )
             ]
         sent = self._write(buffers)
         self._log_call(started, outcome, len(frame.payload), sent)
