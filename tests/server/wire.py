@@ -8,6 +8,7 @@ each test only has to look at the fields it is about.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 import zlib
 from dataclasses import dataclass
@@ -55,10 +56,8 @@ async def connect(address: str) -> tuple[asyncio.StreamReader, asyncio.StreamWri
 
 async def close(writer: asyncio.StreamWriter) -> None:
     writer.close()
-    try:
+    with contextlib.suppress(ConnectionError, OSError):
         await asyncio.wait_for(writer.wait_closed(), TIMEOUT)
-    except (ConnectionError, OSError):
-        pass
 
 
 async def read_response(reader: asyncio.StreamReader, timeout: float = TIMEOUT) -> Response:
