@@ -12,6 +12,7 @@ and are tracked by the manager so that shutdown aborts whatever is still unfinis
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -171,16 +172,29 @@ class _Multipart:
         self._done = False
 
     async def __aenter__(self) -> _Multipart:
-        created = await self._client.create_multipart_upload(
-            Bucket=self._bucket, Key=self._key, **self._extra
+        create = asyncio.ensure_future(
+            self._client.create_multipart_upload(Bucket=self._bucket, Key=self._key, **self._extra)
         )
-        self._upload_id = created["UploadId"]
-        self._tracker.add(self._client, self._bucket, self._key, self._upload_id)
+        try:
+            created = await asyncio.shield(create)
+        except asyncio.CancelledError:
+            # The server may already have created the upload: wait for its id, then remove it.
+            with contextlib.suppress(BaseException):
+                self._started((await create)["UploadId"])
+                await self._abort()
+            raise
+        self._started(created["UploadId"])
         return self
 
+    def _started(self, upload_id: str) -> None:
+        self._upload_id = upload_id
+        self._tracker.add(self._client, self._bucket, self._key, upload_id)
+
     async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
-        if self._done:
-            return
+        if not self._done:
+            await self._abort()
+
+    async def _abort(self) -> None:
         # Shielded: a cancelled or timed-out call must still remove its parts.
         abort = asyncio.ensure_future(
             self._client.abort_multipart_upload(
