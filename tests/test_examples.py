@@ -1,0 +1,314 @@
+"""The shipped examples stay valid: provider configs, the systemd unit and its config, PHP.
+
+Each config must load with :func:`load_config` *and* pass ``s3rpc check-config`` run as a
+separate process. PHP checks run when ``php`` is on PATH; the end-to-end run of
+``examples/php/basic.php`` additionally needs the goridge sources (``GORIDGE_SRC``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from s3rpc.config import Config, load_config
+from s3rpc.errors import ErrorCode
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+SYSTEMD = EXAMPLES / "systemd"
+PHP_DIR = EXAMPLES / "php"
+UNIT = SYSTEMD / "s3rpc.service"
+
+
+def _env_file(path: Path) -> dict[str, str]:
+    """KEY=value lines as systemd's EnvironmentFile= reads them (no quoting used here)."""
+    values = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
+
+
+# What each example needs in the environment; the rest of its variables have defaults.
+CONFIG_ENV: dict[str, dict[str, str]] = {
+    "minio.rr.yaml": {},
+    "aws.rr.yaml": {
+        "AWS_UPLOADS_BUCKET": "example-uploads",
+        "AWS_PRIVATE_BUCKET": "example-private",
+        "AWS_REGION": "eu-west-1",
+    },
+    "spaces.rr.yaml": {
+        "DO_SPACES_KEY": "DO00EXAMPLEKEY",
+        "DO_SPACES_SECRET": "example-secret",
+        "DO_SPACES_UPLOADS_BUCKET": "example-uploads",
+        "DO_SPACES_PRIVATE_BUCKET": "example-private",
+    },
+    "systemd/rr.yaml": _env_file(SYSTEMD / "s3rpc.env.example"),
+}
+CONFIGS = sorted(CONFIG_ENV)
+
+
+def _load(name: str, **extra: str) -> Config:
+    return load_config(EXAMPLES / name, {**CONFIG_ENV[name], **extra})
+
+
+# --- configs ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_loads_with_demo_buckets(name: str) -> None:
+    config = _load(name)
+    assert config.s3.default == "uploads"
+    assert config.s3.buckets["uploads"].visibility == "public"
+    assert config.s3.buckets["private-docs"].visibility == "private"
+    for bucket in config.s3.buckets.values():
+        assert bucket.server in config.s3.servers
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_passes_check_config_cli(name: str) -> None:
+    env = {**os.environ, **CONFIG_ENV[name]}
+    result = subprocess.run(
+        [sys.executable, "-m", "s3rpc", "check-config", "-c", str(EXAMPLES / name)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, f"stdout: {result.stdout}\nstderr: {result.stderr}"
+
+
+def test_minio_config_signs_urls_for_the_browser_facing_host() -> None:
+    minio = _load("minio.rr.yaml").s3.servers["minio"]
+    assert minio.endpoint == "http://127.0.0.1:9000"
+    assert minio.public_endpoint == "http://localhost:9000"
+    assert minio.path_style is True
+    assert minio.visibility_mode == "none"  # MinIO has no object ACLs
+    inside_docker = _load("minio.rr.yaml", MINIO_ENDPOINT="http://minio:9000")
+    assert inside_docker.s3.servers["minio"].endpoint == "http://minio:9000"
+
+
+def test_aws_config_uses_acl_less_buckets() -> None:
+    config = _load("aws.rr.yaml")
+    server = config.s3.servers["aws"]
+    assert server.endpoint == ""
+    assert server.region == "eu-west-1"
+    assert server.visibility_mode == "none"
+    for bucket in config.s3.buckets.values():
+        assert bucket.visibility_mode == "none"
+    # Unset keys stay empty, so the SDK's default credential chain applies.
+    assert server.credentials.key == ""
+
+
+def test_spaces_endpoint_follows_region() -> None:
+    assert (
+        _load("spaces.rr.yaml").s3.servers["spaces"].endpoint
+        == "https://nyc3.digitaloceanspaces.com"
+    )
+    assert (
+        _load("spaces.rr.yaml", DO_SPACES_REGION="fra1").s3.servers["spaces"].endpoint
+        == "https://fra1.digitaloceanspaces.com"
+    )
+
+
+def test_systemd_config_listens_on_the_runtime_directory_socket() -> None:
+    config = _load("systemd/rr.yaml")
+    address = config.rpc.address
+    assert address.scheme == "unix"
+    assert address.path == "/run/s3rpc/rpc.sock"
+    assert config.rpc.socket_mode == 0o660
+    assert config.s3.servers["main"].credentials.secret.get_secret_value() == "change-me"
+
+
+def test_env_example_defines_every_variable_the_systemd_config_uses() -> None:
+    def strings(node: object) -> list[str]:
+        if isinstance(node, dict):
+            return [s for value in node.values() for s in strings(value)]
+        return [node] if isinstance(node, str) else []
+
+    document = yaml.safe_load((SYSTEMD / "rr.yaml").read_text(encoding="utf-8"))
+    used = {
+        name
+        for text in strings(document)
+        for name in re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", text)
+    }
+    assert used, "expected ${VAR} references in the production config"
+    missing = used - set(CONFIG_ENV["systemd/rr.yaml"])
+    assert not missing, f"s3rpc.env.example lacks {sorted(missing)}"
+
+
+# --- systemd unit ---------------------------------------------------------------------------
+
+
+def _unit_settings() -> dict[str, list[str]]:
+    """Key -> values of the unit file (keys may repeat, as SystemCallFilter= does)."""
+    settings: dict[str, list[str]] = {}
+    for line in UNIT.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";", "[")):
+            continue
+        key, sep, value = line.partition("=")
+        assert sep, f"not a key=value line: {line!r}"
+        settings.setdefault(key.strip(), []).append(value.strip())
+    return settings
+
+
+def test_systemd_unit_is_notify_type_and_runs_as_its_own_user() -> None:
+    unit = _unit_settings()
+    assert unit["Type"] == ["notify"]
+    assert unit["ExecStart"] == ["/opt/s3rpc/venv/bin/s3rpc serve -c /etc/s3rpc/.rr.yaml"]
+    assert unit["User"] == ["s3rpc"]
+    assert unit["Group"] == ["s3rpc"]
+    assert unit["RuntimeDirectory"] == ["s3rpc"]
+    assert unit["RuntimeDirectoryMode"] == ["0750"]
+    assert unit["EnvironmentFile"] == ["/etc/s3rpc/s3rpc.env"]
+    assert unit["Restart"] == ["on-failure"]
+    assert "RestartSec" in unit
+    assert unit["KillSignal"] == ["SIGTERM"]
+    assert unit["UMask"] == ["0007"]
+    assert unit["LimitNOFILE"] == ["65536"]
+
+
+def test_systemd_stop_timeout_outlasts_the_drain() -> None:
+    stop_timeout = float(_unit_settings()["TimeoutStopSec"][0].removesuffix("s"))
+    assert stop_timeout == 45
+    assert stop_timeout > _load("systemd/rr.yaml").s3.shutdown_timeout
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("PrivateDevices", "yes"),
+        ("ProtectKernelTunables", "yes"),
+        ("ProtectKernelModules", "yes"),
+        ("ProtectKernelLogs", "yes"),
+        ("ProtectControlGroups", "yes"),
+        ("ProtectClock", "yes"),
+        ("ProtectHostname", "yes"),
+        ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"),
+        ("RestrictNamespaces", "yes"),
+        ("RestrictRealtime", "yes"),
+        ("RestrictSUIDSGID", "yes"),
+        ("LockPersonality", "yes"),
+        ("MemoryDenyWriteExecute", "yes"),
+        ("SystemCallArchitectures", "native"),
+        ("SystemCallFilter", "@system-service"),
+        ("CapabilityBoundingSet", ""),
+    ],
+)
+def test_systemd_unit_hardening(key: str, value: str) -> None:
+    assert value in _unit_settings().get(key, []), f"{key}={value} missing from {UNIT.name}"
+
+
+# --- PHP -----------------------------------------------------------------------------------
+
+PHP_FILES = sorted(EXAMPLES.rglob("*.php"))
+PHP = shutil.which("php")
+needs_php = pytest.mark.skipif(PHP is None, reason="php is not on PATH (apt-get install php-cli)")
+
+
+def test_php_examples_exist() -> None:
+    names = {p.relative_to(PHP_DIR).as_posix() for p in PHP_FILES}
+    assert {"basic.php", "src/S3Storage.php", "src/Exception/S3Exception.php"} <= names
+
+
+@needs_php
+@pytest.mark.parametrize("path", PHP_FILES, ids=lambda p: p.relative_to(EXAMPLES).as_posix())
+def test_php_lint(path: Path) -> None:
+    assert PHP is not None
+    result = subprocess.run(
+        [PHP, "-l", str(path)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_php_exceptions_cover_every_error_code() -> None:
+    source = (PHP_DIR / "src/Exception/S3Exception.php").read_text(encoding="utf-8")
+    mapping = dict(re.findall(r"'([A-Z0-9_]+)' => (\w+)::class", source))
+    assert set(mapping) == {code.value for code in ErrorCode}
+    for class_name in mapping.values():
+        file = PHP_DIR / "src/Exception" / f"{class_name}.php"
+        assert file.is_file(), f"{file} is missing"
+        assert f"class {class_name} extends S3Exception" in file.read_text(encoding="utf-8")
+
+
+def test_composer_json_requires_goridge_4() -> None:
+    composer = json.loads((PHP_DIR / "composer.json").read_text(encoding="utf-8"))
+    assert composer["require"]["spiral/goridge"].startswith("^4")
+    assert composer["require"]["php"] == ">=8.1"
+    assert "ext-msgpack" in composer["suggest"]
+    assert composer["autoload"]["psr-4"] == {"S3Rpc\\": "src/"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"s3rpc dev exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    pytest.fail(f"s3rpc dev did not listen on port {port} within {timeout} s")
+
+
+@needs_php
+@pytest.mark.skipif(
+    not os.environ.get("GORIDGE_SRC"),
+    reason="set GORIDGE_SRC to the src/ dir of spiral/goridge v4 to run basic.php end to end",
+)
+def test_basic_php_against_dev_daemon(tmp_path: Path) -> None:
+    """basic.php (both codecs and the wrapper) against ``s3rpc dev`` on embedded moto."""
+    assert PHP is not None
+    port = _free_port()
+    log = (tmp_path / "dev.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "s3rpc", "dev", "--listen", f"tcp://127.0.0.1:{port}"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_for_port(port, proc)
+        result = subprocess.run(
+            [PHP, str(PHP_DIR / "basic.php")],
+            env={**os.environ, "RR_RPC": f"tcp://127.0.0.1:{port}"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Read round-trips all" in result.stdout
+    assert result.stdout.rstrip().endswith("OK")
