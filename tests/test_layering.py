@@ -1,0 +1,63 @@
+"""Layers import one way: cli -> app -> {server, storage, config, logs} -> {goridge, errors}."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "s3rpc"
+
+# What each part of the package may import from s3rpc (besides itself).
+ALLOWED: dict[str, set[str]] = {
+    "errors": set(),
+    "goridge": set(),
+    "config": set(),
+    "logs": set(),
+    "server": {"goridge", "errors", "config"},
+    "storage": {"errors", "config"},
+    "client": {"goridge", "config"},
+    "app": {"server", "storage", "config", "errors", "logs"},
+    "dev": {"app", "config", "logs"},
+    "cli": {"app", "config", "errors", "logs", "dev", "client"},
+    "__main__": {"cli"},
+    "__init__": set(),
+}
+# Modules that must stay free of I/O: the sans-IO protocol and the domain never touch sockets.
+NO_IO = {"goridge": {"asyncio", "socket", "selectors"}, "storage": {"socket"}}
+
+
+def part_of(path: Path) -> str:
+    rel = path.relative_to(SRC)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+MODULES = sorted(SRC.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(SRC)))
+def test_module_imports_only_from_lower_layers(path: Path) -> None:
+    part = part_of(path)
+    assert part in ALLOWED, f"{path.relative_to(SRC)} belongs to no known layer"
+    ours = {m.split(".")[1] for m in imported_modules(path) if m.startswith("s3rpc.")}
+    ours.discard(part)
+    assert ours <= ALLOWED[part], f"{part} imports {sorted(ours - ALLOWED[part])}"
+
+
+@pytest.mark.parametrize("part", sorted(NO_IO))
+def test_protocol_and_domain_layers_do_no_socket_io(part: str) -> None:
+    for path in (SRC / part).rglob("*.py"):
+        roots = {m.split(".")[0] for m in imported_modules(path)}
+        assert not roots & NO_IO[part], f"{path.relative_to(SRC)} imports {roots & NO_IO[part]}"
