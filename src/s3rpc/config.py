@@ -365,7 +365,9 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
     except OSError as exc:
         raise ConfigError(f"cannot read {file}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{file} is not UTF-8 text (invalid byte at offset {exc.start})") from None
+        raise ConfigError(
+            f"{file} is not UTF-8 text (invalid byte at offset {exc.start})"
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
