@@ -1,0 +1,289 @@
+"""``s3rpc dev`` as a real subprocess: embedded moto, banner, RPC, clean exit on signals.
+
+No daemon runs in this process here, so the subprocesses are driven with blocking calls.
+Output goes to files rather than pipes, so a chatty daemon can never block on a full pipe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from s3rpc.client import Client
+from s3rpc.config import load_config
+from s3rpc.dev import DEFAULT_BUCKETS, dev_config
+
+REPO = Path(__file__).resolve().parent.parent
+ALL_BYTES = bytes(range(256))
+START_TIMEOUT = 30
+EXIT_TIMEOUT = 15
+CALL_TIMEOUT = 30
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "RR_RPC"}
+
+
+@dataclass
+class DevProcess:
+    proc: subprocess.Popen[bytes]
+    address: str
+    stdout: Path
+    stderr: Path
+
+    def output(self) -> str:
+        return self.stdout.read_text(errors="replace") + self.stderr.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGINT) -> int:
+        """Send ``sig`` and return the exit code (killing the process if it hangs)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=EXIT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+            raise
+
+
+def start_dev(workdir: Path, *extra: str) -> DevProcess:
+    """Start ``s3rpc dev`` on a free loopback port and wait (polling) until it answers RPC."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    address = f"tcp://127.0.0.1:{free_port()}"
+    stdout, stderr = workdir / "dev.out", workdir / "dev.err"
+    with stdout.open("wb") as out, stderr.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "s3rpc", "dev", "--listen", address, *extra],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            env=clean_env(),
+            cwd=workdir,
+        )
+    dev = DevProcess(proc, address, stdout, stderr)
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"s3rpc dev exited early ({proc.returncode}):\n{dev.output()}")
+        try:
+            with Client(address, timeout=2) as client:
+                client.call("s3.ListBuckets")
+            break
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            dev.stop(signal.SIGKILL)
+            pytest.fail(f"s3rpc dev did not answer within {START_TIMEOUT} s:\n{dev.output()}")
+        time.sleep(0.2)
+    # The banner is printed once the server is ready, i.e. by now (give the flush a moment).
+    deadline = time.monotonic() + 5
+    while "Press Ctrl-C" not in stdout.read_text(errors="replace") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return dev
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "s3rpc", "call", *args],
+        capture_output=True,
+        text=True,
+        timeout=CALL_TIMEOUT,
+        env=clean_env(),
+        cwd=cwd,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevProcess]:
+    """One ``s3rpc dev`` with the default buckets, shared by this module's read-only tests."""
+    process = start_dev(tmp_path_factory.mktemp("dev"))
+    try:
+        yield process
+    finally:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.stop(signal.SIGINT)
+
+
+# --- the default dev server --------------------------------------------------------------------
+
+
+def test_banner_mentions_the_address_and_that_data_lives_in_memory(dev: DevProcess) -> None:
+    banner = dev.stdout.read_text(errors="replace")
+    assert f"serving RPC on {dev.address}" in banner
+    assert "memory" in banner
+    assert f"s3rpc call --rpc {dev.address} s3.Write" in banner
+    assert f"Relay::create('{dev.address}')" in banner  # the PHP snippet
+
+
+def test_write_then_read_through_s3rpc_call_returns_the_same_bytes(
+    dev: DevProcess, tmp_path: Path
+) -> None:
+    original = ALL_BYTES + os.urandom(64 * 1024)
+    (tmp_path / "in.bin").write_bytes(original)
+    params = json.dumps({"pathname": "dev/blob.bin"})
+    for codec in ("json", "msgpack"):
+        write = cli(
+            "s3.Write",
+            params,
+            "--file",
+            str(tmp_path / "in.bin"),
+            "--rpc",
+            dev.address,
+            "--codec",
+            codec,
+        )
+        assert write.returncode == 0, write.stderr
+        assert json.loads(write.stdout)["size"] == len(original)
+        out = tmp_path / f"out-{codec}.bin"
+        read = cli("s3.Read", params, "--out", str(out), "--rpc", dev.address, "--codec", codec)
+        assert read.returncode == 0, read.stderr
+        assert out.read_bytes() == original
+
+
+def test_the_banner_one_liners_work(dev: DevProcess, tmp_path: Path) -> None:
+    banner = dev.stdout.read_text(errors="replace")
+    lines = [line.strip() for line in banner.splitlines() if line.strip().startswith("s3rpc call")]
+    assert len(lines) == 2, banner
+    for line in lines:
+        argv = shlex.split(line)
+        assert argv[:2] == ["s3rpc", "call"]
+        result = cli(*argv[2:], cwd=tmp_path)
+        assert result.returncode == 0, f"{line}\n{result.stderr}"
+    assert (tmp_path / "hello.txt").read_bytes() == b"Hello, s3rpc!"
+
+
+def test_list_buckets_shows_uploads_and_private_docs_with_default_uploads(
+    dev: DevProcess,
+) -> None:
+    result = cli("s3.ListBuckets", "--rpc", dev.address)
+    assert result.returncode == 0, result.stderr
+    listed = json.loads(result.stdout)
+    assert sorted(listed["buckets"]) == ["private-docs", "uploads"]
+    assert listed["default"] == "uploads"
+
+
+# --- lifecycle and other configs ---------------------------------------------------------------
+
+
+def test_sigint_exits_0_within_15_seconds(tmp_path: Path) -> None:
+    dev = start_dev(tmp_path)
+    started = time.monotonic()
+    assert dev.stop(signal.SIGINT) == 0, dev.output()
+    assert time.monotonic() - started < EXIT_TIMEOUT
+
+
+CUSTOM_CONFIG = """\
+rpc:
+  listen: tcp://127.0.0.1:6001
+logs:
+  level: warning
+s3:
+  default: media
+  servers:
+    main:
+      region: us-east-1
+      endpoint: http://127.0.0.1:9
+      credentials:
+        key: some-key
+        secret: some-secret
+  buckets:
+    media:
+      server: main
+      bucket: media-files
+      visibility: public
+    archive:
+      server: main
+      bucket: archive-store
+      visibility: private
+"""
+
+
+def test_config_file_buckets_are_served_and_sigterm_exits_0(tmp_path: Path) -> None:
+    config = tmp_path / "custom.yaml"
+    config.write_text(CUSTOM_CONFIG)
+    dev = start_dev(tmp_path / "run", "-c", str(config))
+    try:
+        banner = dev.stdout.read_text(errors="replace")
+        assert "media (public)" in banner
+        assert "archive (private)" in banner
+
+        listed = cli("s3.ListBuckets", "--rpc", dev.address)
+        assert listed.returncode == 0, listed.stderr
+        assert json.loads(listed.stdout)["default"] == "media"
+        assert sorted(json.loads(listed.stdout)["buckets"]) == ["archive", "media"]
+
+        written = cli(
+            "s3.Write",
+            json.dumps({"pathname": "a/b.bin", "content": "AAEC/w=="}),
+            "--rpc",
+            dev.address,
+        )
+        assert written.returncode == 0, written.stderr
+        with Client(dev.address, codec="msgpack", timeout=CALL_TIMEOUT) as client:
+            read = client.call("s3.Read", {"bucket": "media", "pathname": "a/b.bin"})
+        assert read["content"] == b"\x00\x01\x02\xff"
+
+        # the object is in the physical bucket the config names, on the embedded server
+        endpoint = re.search(r"embedded S3 server: (http://127\.0\.0\.1:\d+)", banner)
+        assert endpoint is not None, banner
+        s3: Any = boto3.client(
+            "s3",
+            endpoint_url=endpoint[1],
+            region_name="us-east-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="y",
+        )
+        body = s3.get_object(Bucket="media-files", Key="a/b.bin")["Body"].read()
+        assert body == b"\x00\x01\x02\xff"
+        assert {"media-files", "archive-store"} <= {b["Name"] for b in s3.list_buckets()["Buckets"]}
+
+        missing = cli(
+            "s3.Read", json.dumps({"bucket": "uploads", "pathname": "x"}), "--rpc", dev.address
+        )
+        assert missing.returncode == 1
+        assert missing.stderr.startswith("BUCKET_NOT_FOUND: ")
+    finally:
+        code = dev.stop(signal.SIGTERM)
+    assert code == 0, dev.output()
+
+
+# --- the defaults are those of .rr.yaml.example ------------------------------------------------
+
+
+def test_default_buckets_are_those_of_rr_yaml_example() -> None:
+    example = load_config(REPO / ".rr.yaml.example", environ={})
+    buckets = {
+        name: {"bucket": b.bucket, "visibility": b.visibility}
+        for name, b in example.s3.buckets.items()
+    }
+    assert buckets == DEFAULT_BUCKETS
+    assert example.s3.default == "uploads"
+    # and dev mode serves the same set whether given the example or nothing
+    from_example = dev_config("http://127.0.0.1:9", "tcp://127.0.0.1:0", example)
+    built_in = dev_config("http://127.0.0.1:9", "tcp://127.0.0.1:0")
+    assert built_in.s3.default == from_example.s3.default == "uploads"
+    assert {n: (b.bucket, b.visibility) for n, b in built_in.s3.buckets.items()} == {
+        n: (b.bucket, b.visibility) for n, b in from_example.s3.buckets.items()
+    }
