@@ -1,0 +1,183 @@
+"""Logging: secrets are masked at any depth, JSON off a terminal, tracebacks without locals."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+
+from s3rpc.logs import REDACTED, configure_logging, redact_secrets
+
+CANARY = "canary-secret-7c1e9b"
+
+
+@pytest.fixture(autouse=True)
+def _restore_structlog() -> Iterator[None]:
+    yield
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+
+
+def redact(**event: Any) -> dict[str, Any]:
+    return dict(redact_secrets(None, "info", dict(event)))
+
+
+def lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+
+
+class FakeTty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+# --- redact_secrets ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "secret",
+        "token",
+        "password",
+        "credentials",
+        "secret_key",
+        "session_token",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "authorization",
+        "x-amz-security-token",
+        "Secret",
+        "TOKEN",
+        "Authorization",
+    ],
+)
+def test_secret_keys_are_masked_at_top_level(key: str) -> None:
+    event = redact(event="x", **{key: CANARY})
+    assert event[key] == REDACTED
+    assert event["event"] == "x"
+
+
+def test_credentials_mapping_is_masked_whole() -> None:
+    event = redact(event="x", credentials={"key": "AKIA", "secret": CANARY})
+    assert event["credentials"] == REDACTED
+
+
+def test_secrets_nested_in_mappings_are_masked_at_any_depth() -> None:
+    event = redact(
+        event="x",
+        server={"region": "us-east-1", "credentials": {"key": "k", "secret": CANARY}},
+        deep={"a": {"b": {"c": {"token": CANARY, "keep": 1}}}},
+    )
+    assert event["server"] == {"region": "us-east-1", "credentials": REDACTED}
+    assert event["deep"] == {"a": {"b": {"c": {"token": REDACTED, "keep": 1}}}}
+    assert CANARY not in repr(event)
+
+
+def test_secrets_inside_lists_and_tuples_are_masked() -> None:
+    event = redact(
+        event="x",
+        servers=[{"name": "a", "secret": CANARY}, {"name": "b", "password": CANARY}],
+        pairs=({"token": CANARY},),
+        headers=[[{"Authorization": f"AWS4-HMAC-SHA256 Credential={CANARY}"}]],
+    )
+    assert event["servers"] == [
+        {"name": "a", "secret": REDACTED},
+        {"name": "b", "password": REDACTED},
+    ]
+    assert CANARY not in repr(event)
+
+
+def test_ordinary_fields_are_left_alone() -> None:
+    event = redact(event="call", method="s3.Write", bucket="uploads", seq=3, size=10, keys=["a"])
+    assert event == {
+        "event": "call",
+        "method": "s3.Write",
+        "bucket": "uploads",
+        "seq": 3,
+        "size": 10,
+        "keys": ["a"],
+    }
+
+
+# --- output format -----------------------------------------------------------------------------
+
+
+def test_json_lines_when_the_stream_is_not_a_tty() -> None:
+    out = io.StringIO()
+    configure_logging("info", "auto", stream=out)
+    structlog.get_logger("t").info("call", method="s3.Read", seq=7, duration_ms=1.5)
+    (line,) = lines(out)
+    assert line["event"] == "call"
+    assert line["method"] == "s3.Read"
+    assert line["seq"] == 7
+    assert line["level"] == "info"
+    assert "timestamp" in line
+
+
+def test_console_output_on_a_tty() -> None:
+    out = FakeTty()
+    configure_logging("info", "auto", stream=out)
+    structlog.get_logger("t").info("call", method="s3.Read")
+    text = out.getvalue()
+    assert "call" in text
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(text)
+
+
+def test_json_can_be_forced_on_a_tty() -> None:
+    out = FakeTty()
+    configure_logging("info", "json", stream=out)
+    structlog.get_logger("t").info("call")
+    assert lines(out)[0]["event"] == "call"
+
+
+def test_level_filters_lower_events() -> None:
+    out = io.StringIO()
+    configure_logging("warning", "json", stream=out)
+    log = structlog.get_logger("t")
+    log.info("hidden")
+    log.debug("hidden")
+    log.warning("shown")
+    assert [line["event"] for line in lines(out)] == ["shown"]
+
+
+def test_bound_secrets_are_redacted_in_json_output() -> None:
+    out = io.StringIO()
+    configure_logging("debug", "json", stream=out)
+    structlog.contextvars.bind_contextvars(token=CANARY)
+    structlog.get_logger("t").bind(credentials={"secret": CANARY}).debug(
+        "connect", config={"servers": {"local": {"credentials": {"secret": CANARY}}}}
+    )
+    assert CANARY not in out.getvalue()
+    (line,) = lines(out)
+    assert line["token"] == REDACTED
+    assert line["credentials"] == REDACTED
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_tracebacks_carry_no_frame_locals(fmt: str) -> None:
+    out = FakeTty() if fmt == "console" else io.StringIO()
+    configure_logging("info", fmt, stream=out)  # type: ignore[arg-type]
+
+    def failing(secret_value: str) -> None:
+        local_copy = secret_value  # noqa: F841 - a local that must not be rendered
+        raise RuntimeError("boom")
+
+    try:
+        failing(CANARY)
+    except RuntimeError:
+        structlog.get_logger("t").exception("handler_failed")
+    text = out.getvalue()
+    assert "boom" in text
+    assert "failing" in text, "the traceback should still name the frames"
+    assert CANARY not in text
+    if fmt == "json":
+        (line,) = lines(out)
+        frames = line["exception"][0]["frames"]
+        assert frames
+        assert all("locals" not in frame for frame in frames)
