@@ -85,6 +85,7 @@ class RunningDaemon:
     config: Config
     buckets: dict[str, str]  # logical name -> physical bucket
     clients: list[AsyncClient] = field(default_factory=list)
+    app: Any = None
 
     async def client(self, codec: CodecName = "json") -> AsyncClient:
         client = await AsyncClient.connect(self.address, codec=codec, timeout=START_TIMEOUT)
@@ -119,7 +120,7 @@ async def run_daemon(
         task.cancel()
         raise TimeoutError("daemon did not start")
     assert app.server is not None
-    daemon = RunningDaemon(app.server.bound, config, buckets or {})
+    daemon = RunningDaemon(app.server.bound, config, buckets or {}, app=app)
     try:
         yield daemon
     finally:

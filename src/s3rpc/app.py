@@ -24,6 +24,7 @@ import structlog
 from s3rpc.config import Config
 from s3rpc.errors import ErrorCode, S3RpcError
 from s3rpc.server import RpcServer, notify
+from s3rpc.server.metrics import Metrics
 from s3rpc.storage import BucketManager, build_methods
 
 log = structlog.get_logger("s3rpc")
@@ -34,6 +35,7 @@ class App:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.server: RpcServer | None = None
+        self.metrics_address: str | None = None
         self.started = asyncio.Event()
         self.should_exit = asyncio.Event()
         self._on_ready: list[Callable[[App], None]] = []
@@ -57,8 +59,14 @@ class App:
         try:
             async with AsyncExitStack() as stack:
                 buckets = await stack.enter_async_context(BucketManager(self.config.s3))
-                self.server = RpcServer(build_methods(buckets), self.config.rpc)
+                table = build_methods(buckets)
+                metrics = Metrics(table) if self.config.metrics.address else None
+                self.server = RpcServer(table, self.config.rpc, metrics)
                 await self.server.start()
+                if metrics is not None:
+                    self.metrics_address = _serve_metrics(metrics, self.config.metrics.address)
+                    stack.callback(metrics.stop_http)
+                    log.info("metrics_listening", address=f"http://{self.metrics_address}/metrics")
                 notify("READY=1")
                 self.started.set()
                 for callback in self._on_ready:
@@ -82,6 +90,16 @@ def raise_fd_limit() -> None:
     if soft != resource.RLIM_INFINITY and soft < hard:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _serve_metrics(metrics: Metrics, address: str) -> str:
+    try:
+        return metrics.serve_http(address)
+    except OSError as exc:
+        raise S3RpcError(
+            ErrorCode.INVALID_CONFIG,
+            f"metrics.address: cannot listen on {address}: {exc.strerror or exc}",
+        ) from None
 
 
 def run_async(main: Coroutine[Any, Any, None]) -> None:

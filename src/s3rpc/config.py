@@ -1,6 +1,6 @@
 """Configuration: a RoadRunner-style ``.rr.yaml`` read into frozen, validated models.
 
-Only the ``rpc``, ``s3`` and ``logs`` sections are read; other top-level sections of a
+Only the ``rpc``, ``s3``, ``logs`` and ``metrics`` sections are read; other top-level sections of a
 RoadRunner config (``version``, ``http``, ``server``, …) are ignored. ``$VAR``, ``${VAR}`` and
 ``${VAR:-default}`` are expanded in every string before validation. Errors name the dotted key
 (``s3.buckets.uploads.visibility``) and never echo a value, so no secret reaches a message.
@@ -128,6 +128,17 @@ class LogsConfig(_Model):
         return value.lower() if isinstance(value, str) else value
 
 
+class MetricsConfig(_Model):
+    address: str = ""
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if value and not re.fullmatch(r"(?:\[[0-9a-fA-F:.]+\]|[^:\[\]/\s]*):\d{1,5}", value):
+            raise ValueError("must be host:port, e.g. 127.0.0.1:2112")
+        return value
+
+
 class Credentials(_Model):
     key: str = ""
     secret: SecretStr = SecretStr("")
@@ -253,6 +264,7 @@ class Config(_Model):
     rpc: RpcConfig = RpcConfig()
     s3: S3Config = S3Config()
     logs: LogsConfig = LogsConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,8 +360,10 @@ def config_from_mapping(
     """Validate an already-parsed document (the whole ``.rr.yaml``, or a test's dict)."""
     if not isinstance(data, Mapping):
         raise ConfigError("the configuration must be a YAML mapping")
-    expanded = _expand_tree({k: data[k] for k in ("rpc", "s3", "logs") if k in data}, environ)
-    for section in ("rpc", "s3", "logs"):
+    expanded = _expand_tree(
+        {k: data[k] for k in ("rpc", "s3", "logs", "metrics") if k in data}, environ
+    )
+    for section in ("rpc", "s3", "logs", "metrics"):
         if section in expanded and expanded[section] is None:
             expanded[section] = {}
     try:

@@ -26,6 +26,7 @@ from s3rpc.errors import ErrorCode, S3RpcError
 from s3rpc.goridge import NEED_DATA, Frame, FrameDecoder, ProtocolError, parse_request
 from s3rpc.goridge.rpc import encode_error, encode_response
 from s3rpc.server.dispatch import MethodTable, decode_params, error_text, resolve
+from s3rpc.server.metrics import Metrics
 
 READ_CHUNK = 256 * 1024
 log = structlog.get_logger("s3rpc.server")
@@ -35,6 +36,7 @@ log = structlog.get_logger("s3rpc.server")
 class ServerState:
     connections: set[Connection]
     calls: set[asyncio.Task[None]]
+    metrics: Metrics | None = None
     total_connections: int = 0
     total_calls: int = 0
 
@@ -95,12 +97,16 @@ class Connection:
         self.calls.add(task)
         self.state.calls.add(task)
         self.state.total_calls += 1
+        if self.state.metrics is not None:
+            self.state.metrics.in_flight.inc()
         task.add_done_callback(self._call_done)
 
     def _call_done(self, task: asyncio.Task[None]) -> None:
         self.calls.discard(task)
         self.state.calls.discard(task)
         self.slots.release()
+        if self.state.metrics is not None:
+            self.state.metrics.in_flight.dec()
 
     async def _call(self, frame: Frame) -> None:
         started = time.perf_counter()
@@ -125,7 +131,7 @@ class Connection:
                 ErrorCode.SHUTTING_DOWN, "the daemon stopped before this call finished"
             ).wire_text()
             self._write([encode_error(request.flags, request.seq, request.method_raw, text)])
-            self._log_call(started, outcome, len(frame.payload), 0)
+            self._log_call(request.method, started, outcome, len(frame.payload), 0)
             raise
         except Exception:
             outcome = ErrorCode.INTERNAL_ERROR.value
@@ -136,18 +142,26 @@ class Connection:
                 )
             ]
         sent = self._write(buffers)
-        self._log_call(started, outcome, len(frame.payload), sent)
+        self._log_call(request.method, started, outcome, len(frame.payload), sent)
         if not self.closed:
             try:
                 await self.writer.drain()
             except (ConnectionError, OSError):
                 self.abort()
 
-    def _log_call(self, started: float, outcome: str, size_in: int, size_out: int) -> None:
-        duration_ms = round((time.perf_counter() - started) * 1000, 3)
+    def _log_call(
+        self, method: str, started: float, outcome: str, size_in: int, size_out: int
+    ) -> None:
+        seconds = time.perf_counter() - started
         log.info(
-            "call", outcome=outcome, duration_ms=duration_ms, bytes_in=size_in, bytes_out=size_out
+            "call",
+            outcome=outcome,
+            duration_ms=round(seconds * 1000, 3),
+            bytes_in=size_in,
+            bytes_out=size_out,
         )
+        if self.state.metrics is not None:
+            self.state.metrics.call_finished(method, outcome, seconds, size_in, size_out)
 
     def _write(self, buffers: Iterable[bytes]) -> int:
         if self.closed or self.writer.is_closing():
@@ -179,10 +193,12 @@ class Connection:
 class RpcServer:
     """Listens on the configured address and serves the method table until shut down."""
 
-    def __init__(self, table: MethodTable, config: RpcConfig) -> None:
+    def __init__(
+        self, table: MethodTable, config: RpcConfig, metrics: Metrics | None = None
+    ) -> None:
         self.table = table
         self.config = config
-        self.state = ServerState(connections=set(), calls=set())
+        self.state = ServerState(connections=set(), calls=set(), metrics=metrics)
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         self._unix_inode: int | None = None
@@ -227,10 +243,14 @@ class RpcServer:
         conn = Connection(reader, writer, self.table, self.config, self.state, peer)
         self.state.connections.add(conn)
         self.state.total_connections += 1
+        if self.state.metrics is not None:
+            self.state.metrics.connections.inc()
         try:
             await conn.serve()
         finally:
             self.state.connections.discard(conn)
+            if self.state.metrics is not None:
+                self.state.metrics.connections.dec()
 
     async def shutdown(self, timeout: float) -> None:
         """Stop accepting and reading, drain in-flight calls for ``timeout`` s, cancel the rest."""
