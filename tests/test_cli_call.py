@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -167,3 +168,62 @@ async def test_unreachable_address_exits_1() -> None:
     assert out == ""
     assert "cannot call" in err
     assert address in err
+
+
+async def test_call_timeout_exits_1() -> None:
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(reader.read(), CLI_TIMEOUT)
+        writer.close()
+
+    server = await asyncio.start_server(never_answer, host="127.0.0.1", port=0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        code, out, err = await run_cli(
+            "s3.ListBuckets", "--rpc", f"tcp://127.0.0.1:{port}", "--timeout", "0.5"
+        )
+    finally:
+        server.close()
+    assert code == 1
+    assert out == ""
+    assert "cannot call" in err
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "cli bug: cmd_call opens --file outside any try, so a missing file ends in a "
+        "FileNotFoundError traceback with exit 1 instead of an 's3rpc:' message and exit 2"
+    ),
+)
+async def test_missing_upload_file_is_bad_usage(tmp_path: Path) -> None:
+    missing = tmp_path / "does-not-exist.bin"
+    code, _, err = await run_cli(
+        "s3.Write", '{"pathname": "a.bin"}', "--file", str(missing), "--rpc", closed_port_address()
+    )
+    assert "Traceback" not in err
+    assert err.startswith("s3rpc: ")
+    assert str(missing) in err
+    assert code == 2
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "cli bug: cmd_call opens --out outside any try, so an unwritable path ends in a "
+        "traceback after the read succeeded instead of an 's3rpc:' message"
+    ),
+)
+async def test_unwritable_out_path_is_reported_without_a_traceback(
+    daemon: Any, tmp_path: Path
+) -> None:
+    client = await daemon.client()
+    await client.call("s3.Write", {"pathname": "cli/out.txt", "content": b"x"})
+    target = tmp_path / "no-such-dir" / "out.txt"
+    code, _, err = await run_cli(
+        "s3.Read", '{"pathname": "cli/out.txt"}', "--out", str(target), "--rpc", daemon.address
+    )
+    assert code in (1, 2)
+    assert "Traceback" not in err
+    assert err.startswith("s3rpc: ")
+    assert str(target) in err

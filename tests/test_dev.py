@@ -287,3 +287,36 @@ def test_default_buckets_are_those_of_rr_yaml_example() -> None:
     assert {n: (b.bucket, b.visibility) for n, b in built_in.s3.buckets.items()} == {
         n: (b.bucket, b.visibility) for n, b in from_example.s3.buckets.items()
     }
+
+
+def test_busy_port_exits_1_with_a_message(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        address = f"tcp://127.0.0.1:{busy.getsockname()[1]}"
+        result = subprocess.run(
+            [sys.executable, "-m", "s3rpc", "dev", "--listen", address],
+            capture_output=True,
+            text=True,
+            timeout=START_TIMEOUT,
+            env=clean_env(),
+            cwd=tmp_path,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert f"cannot listen on {address}" in result.stderr
+
+
+def test_missing_config_file_exits_2(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    result = subprocess.run(
+        [sys.executable, "-m", "s3rpc", "dev", "-c", str(missing), "--listen", "tcp://127.0.0.1:0"],
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT,
+        env=clean_env(),
+        check=False,
+    )
+    assert result.returncode == 2
+    assert str(missing) in result.stderr
