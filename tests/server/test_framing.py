@@ -561,3 +561,81 @@ async def test_unix_socket_is_removed_on_shutdown(
     await asyncio.wait_for(server.shutdown(2), 15)
     assert not os.path.lexists(path)
     await close(writer)
+
+
+# --- the stream itself ---------------------------------------------------------------------------
+
+
+async def test_wrong_frame_version_closes_connection(start_server: StartServer) -> None:
+    server = await start_server()
+    reader, writer = await connect(server.bound)
+    prefix = struct.pack("<BBI", 0x25, JSON_FLAG, 11)
+    crc = struct.pack("<I", zlib.crc32(prefix))
+    writer.write(prefix + crc + b"\0\0" + struct.pack("<II", 1, 9) + b"test.Echo{}")
+    await writer.drain()
+    await assert_closed_by_server(reader)
+    await close(writer)
+
+
+async def test_request_trickled_byte_by_byte_is_answered(start_server: StartServer) -> None:
+    server = await start_server()
+    reader, writer = await connect(server.bound)
+    frame = request(MSGPACK_FLAG, 77, "test.Echo", msgpack.packb({"slow": "drip"}))
+    for i in range(len(frame)):
+        writer.write(frame[i : i + 1])
+        await writer.drain()
+        if i % 8 == 0:
+            await asyncio.sleep(0.001)
+    resp = await read_response(reader)
+    assert assert_ok(resp, flag=MSGPACK_FLAG, seq=77, method="test.Echo") == {
+        "echo": {"slow": "drip"}
+    }
+    await close(writer)
+
+
+@pytest.mark.parametrize("codec", CODECS.values(), ids=CODECS.keys())
+async def test_multi_megabyte_content_round_trips(start_server: StartServer, codec: int) -> None:
+    server = await start_server()
+    reader, writer = await connect(server.bound)
+    content = os.urandom(3 * 1024 * 1024)
+    if codec == JSON_FLAG:
+        body = orjson.dumps({"content": base64.b64encode(content).decode()})
+    else:
+        body = msgpack.packb({"content": content}, use_bin_type=True)
+    resp = await call(reader, writer, request(codec, 1, "test.BytesEcho", body))
+    result = assert_ok(resp, flag=codec, seq=1, method="test.BytesEcho")
+    got = base64.b64decode(result["content"]) if codec == JSON_FLAG else result["content"]
+    assert result["size"] == len(content)
+    assert got == content
+    await close(writer)
+
+
+async def test_client_vanishing_mid_call_does_not_disturb_others(start_server: StartServer) -> None:
+    server = await start_server()
+    _gone_r, gone_w = await connect(server.bound)
+    gone_w.write(request(JSON_FLAG, 1, "test.Slow", b'{"delay":0.2}'))
+    await gone_w.drain()
+    gone_w.transport.abort()  # RST with a call in flight
+    reader, writer = await connect(server.bound)
+    resp = await call(reader, writer, request(JSON_FLAG, 2, "test.Slow", b'{"delay":0.3}'))
+    assert assert_ok(resp, flag=JSON_FLAG, seq=2, method="test.Slow")["slept"] == 0.3
+    await echo_works(reader, writer, 3)
+    await close(writer)
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here")
+async def test_ipv6_loopback_listener_reports_bracketed_address(start_server: StartServer) -> None:
+    server = await start_server(listen="tcp://[::1]:0")
+    assert server.bound.startswith("tcp://[::1]:")
+    reader, writer = await connect(server.bound)
+    await echo_works(reader, writer, 1)
+    await close(writer)
