@@ -14,7 +14,10 @@ from s3rpc.config import config_from_mapping
 from s3rpc.storage import BucketManager, build_methods
 
 KEY = "storage-test-key"
-SECRET = "storage-test-secret-canary-93c1"  # noqa: S105 - must never appear in output
+SECRET = "storage-test-secret-canary-93c1"
+
+
+INLINE_SERVER_FIELDS = frozenset({"region", "endpoint", "public_endpoint", "credentials"})
 
 
 def random_bucket(label: str = "st") -> str:
@@ -55,7 +58,7 @@ async def make_storage(moto_endpoint: str, s3_admin: Any) -> AsyncIterator[MakeS
             specs = {}
             for name, spec in buckets.items():
                 spec = dict(spec)
-                if "server" not in spec and "endpoint" not in spec:
+                if not INLINE_SERVER_FIELDS & set(spec) and "server" not in spec:
                     spec["server"] = "local"
                 if "bucket" not in spec:
                     spec["bucket"] = random_bucket(name)
@@ -71,7 +74,9 @@ async def make_storage(moto_endpoint: str, s3_admin: Any) -> AsyncIterator[MakeS
         yield make
 
 
-def server_spec(endpoint: str, key: str = KEY, secret: str = SECRET, **extra: Any) -> dict[str, Any]:
+def server_spec(
+    endpoint: str, key: str = KEY, secret: str = SECRET, **extra: Any
+) -> dict[str, Any]:
     return {
         "region": "us-east-1",
         "endpoint": endpoint,

@@ -1,4 +1,4 @@
-"""Copy and Move: within a bucket, across buckets, across servers, and above the CopyObject limit."""
+"""Copy and Move: within and across buckets, across servers, above the CopyObject limit."""
 
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ async def test_copy_within_bucket_keeps_type_and_metadata(storage: Storage, s3_a
             "dest_pathname": "dst/b.json",
         },
     )
-    assert result["success"] and result["pathname"] == "dst/b.json" and result["size"] == 2
+    assert result["success"]
+    assert result["pathname"] == "dst/b.json"
+    assert result["size"] == 2
     assert isinstance(result["last_modified"], int)
     head = s3_admin.head_object(Bucket=storage.physical["files"], Key="app/dst/b.json")
     assert head["ContentType"] == "application/json"
@@ -151,7 +153,8 @@ async def test_cross_server_copy_streams_the_object(
 ) -> None:
     storage = await two_servers(make_storage, moto_endpoint)
     await storage.call(
-        "s3.Write", {"bucket": "one", "pathname": "x.svg", "content": b"<svg/>", "config": {"a": "b"}}
+        "s3.Write",
+        {"bucket": "one", "pathname": "x.svg", "content": b"<svg/>", "config": {"a": "b"}},
     )
     result = await storage.call(
         "s3.Copy",
@@ -176,8 +179,12 @@ async def test_cross_server_move_of_large_object_uses_multipart(
     await storage.call("s3.Write", {"bucket": "one", "pathname": "big", "content": content})
     await storage.call(
         "s3.Move",
-        {"source_bucket": "one", "source_pathname": "big", "dest_bucket": "two",
-         "dest_pathname": "big"},
+        {
+            "source_bucket": "one",
+            "source_pathname": "big",
+            "dest_bucket": "two",
+            "dest_pathname": "big",
+        },
     )
     head = s3_admin.head_object(Bucket=storage.physical["two"], Key="big")
     assert head["ETag"].strip('"').endswith("-3")

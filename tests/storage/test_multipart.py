@@ -25,7 +25,9 @@ async def wait_for_upload(s3_admin: Any, bucket: str, timeout: float = 10) -> No
         await asyncio.sleep(0.01)
 
 
-async def test_write_over_part_size_uses_multipart(make_storage: MakeStorage, s3_admin: Any) -> None:
+async def test_write_over_part_size_uses_multipart(
+    make_storage: MakeStorage, s3_admin: Any
+) -> None:
     storage = await make_storage({"big": {"part_size": 5 * MIB, "concurrency": 3}})
     content = os.urandom(20 * MIB)
     written = await storage.call(

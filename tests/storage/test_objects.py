@@ -27,7 +27,8 @@ async def test_write_then_read_round_trips_all_byte_values(storage: Storage) -> 
     assert written["success"] is True
     assert written["pathname"] == "bin/all.bin"
     assert written["size"] == 256
-    assert isinstance(written["last_modified"], int) and written["last_modified"] > 1_600_000_000
+    assert isinstance(written["last_modified"], int)
+    assert written["last_modified"] > 1_600_000_000
     read = await storage.call("s3.Read", {"bucket": "files", "pathname": "bin/all.bin"})
     assert read["content"] == ALL_BYTES
     assert read["size"] == 256
@@ -45,7 +46,8 @@ async def test_zero_byte_file_round_trips(storage: Storage) -> None:
     written = await storage.call("s3.Write", {"pathname": "empty.txt", "content": b""})
     assert written["size"] == 0
     read = await storage.call("s3.Read", {"pathname": "empty.txt"})
-    assert read["content"] == b"" and read["size"] == 0
+    assert read["content"] == b""
+    assert read["size"] == 0
     assert read["mime_type"] == "text/plain"
 
 
