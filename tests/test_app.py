@@ -375,3 +375,20 @@ async def test_secret_never_appears_in_output_or_error_texts_even_at_debug(spawn
         assert CANARY not in text, text
     assert all(isinstance(line, dict) for line in daemon.log_lines())
     assert CANARY not in daemon.all_output
+
+
+@needs_storage
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_idle_daemon_stops_cleanly_on_signal(spawn: Any, sig: int) -> None:
+    daemon = await spawn(delay=0.0, shutdown_timeout=30)
+    client = await ready(daemon)
+    listed = await client.call("s3.ListBuckets")
+    assert listed["default"] == "uploads"
+    await client.close()
+    started = time.monotonic()
+    daemon.signal(sig)
+    assert await daemon.wait_exit() == 0, daemon.all_output
+    assert time.monotonic() - started < 5, "nothing in flight: no reason to wait for the drain"
+    assert await daemon.next_notification(5) == "STOPPING=1"
+    assert not Path(daemon.address.removeprefix("unix://")).exists()
+    assert [line["event"] for line in daemon.log_lines()][-1] == "exited"
