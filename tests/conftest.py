@@ -17,7 +17,7 @@ from s3rpc.client import AsyncClient, CodecName
 from s3rpc.config import Config, config_from_mapping
 
 ACCESS_KEY = "test-access-key"
-SECRET_KEY = "test-secret-never-shown-4f8a"  # noqa: S105 - a canary: must never appear in output
+SECRET_KEY = "test-secret-never-shown-4f8a"
 START_TIMEOUT = 15
 
 

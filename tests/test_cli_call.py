@@ -189,13 +189,6 @@ async def test_call_timeout_exits_1() -> None:
     assert "cannot call" in err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "cli bug: cmd_call opens --file outside any try, so a missing file ends in a "
-        "FileNotFoundError traceback with exit 1 instead of an 's3rpc:' message and exit 2"
-    ),
-)
 async def test_missing_upload_file_is_bad_usage(tmp_path: Path) -> None:
     missing = tmp_path / "does-not-exist.bin"
     code, _, err = await run_cli(
@@ -207,13 +200,6 @@ async def test_missing_upload_file_is_bad_usage(tmp_path: Path) -> None:
     assert code == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "cli bug: cmd_call opens --out outside any try, so an unwritable path ends in a "
-        "traceback after the read succeeded instead of an 's3rpc:' message"
-    ),
-)
 async def test_unwritable_out_path_is_reported_without_a_traceback(
     daemon: Any, tmp_path: Path
 ) -> None:

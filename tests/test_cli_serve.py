@@ -168,11 +168,6 @@ def test_serve_exits_2_on_a_missing_config_file(tmp_path: Path) -> None:
     assert main(["serve", "-c", str(tmp_path / "absent.yaml")]) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: cli._with_listen raises SystemExit(<message str>) for a bad --listen, "
-    "which exits with status 1; the documented code for bad usage/config is 2",
-)
 def test_serve_with_a_bad_listen_override_exits_2(tmp_path: Path) -> None:
     path = write(tmp_path, good_config())
     result = run_cli("serve", "-c", str(path), "--listen", "carrier-pigeon")

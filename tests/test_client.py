@@ -195,13 +195,6 @@ async def test_rpc_error_codes_for_bad_bucket_and_pathname(
     assert needle in info.value.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "client bug: RpcError's _ERROR_TEXT regex matches the message lazily, so the FIRST ' (' "
-        "starts the details; a pathname such as 'IMG (1).jpg' puts half the message into details"
-    ),
-)
 async def test_rpc_error_splits_details_correctly_when_the_pathname_has_parentheses(
     daemon: Any,
 ) -> None:

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from s3rpc import __version__
-from s3rpc.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from s3rpc.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config, parse_listen
 from s3rpc.logs import configure_logging
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -41,18 +41,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"s3rpc: invalid configuration in {args.config}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if args.listen:
-        config = _with_listen(config, args.listen)
+        try:
+            parse_listen(args.listen)
+        except ValueError as exc:
+            print(f"s3rpc: --listen: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        rpc = config.rpc.model_copy(update={"listen": args.listen})
+        config = config.model_copy(update={"rpc": rpc})
     configure_logging(config.logs.level, config.logs.format)
     return _serve(config)
-
-
-def _with_listen(config: Config, listen: str) -> Config:
-    try:
-        return Config.model_validate(
-            {**config.model_dump(), "rpc": {**config.rpc.model_dump(), "listen": listen}}
-        )
-    except Exception as exc:
-        raise SystemExit(f"s3rpc: --listen: {exc}") from None
 
 
 def _serve(config: Config) -> int:
@@ -87,8 +84,12 @@ def cmd_call(args: argparse.Namespace) -> int:
         print("s3rpc: params must be a JSON object", file=sys.stderr)
         return EXIT_CONFIG
     if args.file is not None:
-        with open(args.file, "rb") as fh:
-            params["content"] = fh.read()
+        try:
+            with open(args.file, "rb") as fh:
+                params["content"] = fh.read()
+        except OSError as exc:
+            print(f"s3rpc: cannot read --file {args.file}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_CONFIG
     elif args.content is not None:
         params["content"] = args.content.encode()
     elif isinstance(params.get("content"), str):
@@ -113,8 +114,14 @@ def cmd_call(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     if isinstance(result, dict) and isinstance(result.get("content"), bytes):
         if args.out is not None:
-            with open(args.out, "wb") as fh:
-                fh.write(result["content"])
+            try:
+                with open(args.out, "wb") as fh:
+                    fh.write(result["content"])
+            except OSError as exc:
+                print(
+                    f"s3rpc: cannot write --out {args.out}: {exc.strerror or exc}", file=sys.stderr
+                )
+                return EXIT_FAILED
             result["content"] = f"<{len(result['content'])} bytes written to {args.out}>"
         else:
             result["content"] = base64.b64encode(result["content"]).decode()

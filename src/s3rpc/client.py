@@ -25,7 +25,7 @@ from s3rpc.goridge.rpc import encode_request
 CodecName = Literal["json", "msgpack"]
 _CODECS: dict[str, Codec] = {"json": JSON, "msgpack": MSGPACK}
 _ERROR_TEXT = re.compile(
-    r"^(?P<code>[A-Z][A-Z0-9_]+): (?P<message>.*?)(?: \((?P<details>.*)\))?$", re.S
+    r"^(?P<code>[A-Z][A-Z0-9_]+): (?P<message>.*?)(?: \((?P<details>[^()]*)\))?$", re.S
 )
 BYTES_RESULT_FIELDS = ("content",)
 
@@ -101,8 +101,11 @@ class AsyncClient:
         future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
         self._pending[seq] = future
         try:
-            self._writer.writelines(encode_request(chosen.flag, seq, method, body))
-            await self._writer.drain()
+            try:
+                self._writer.writelines(encode_request(chosen.flag, seq, method, body))
+                await self._writer.drain()
+            except (ConnectionError, OSError) as exc:
+                raise ConnectionLost(f"connection failed: {exc}") from exc
             frame = await asyncio.wait_for(future, timeout)
         finally:
             self._pending.pop(seq, None)

@@ -11,7 +11,7 @@ from s3rpc.client import RpcError
 
 
 def scrape(address: str) -> str:
-    with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as response:  # noqa: S310
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as response:
         return response.read().decode()
 
 
