@@ -145,13 +145,6 @@ async def test_shutdown_with_nothing_in_flight_returns_promptly(start_server: St
     assert time.monotonic() - started < 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: when the client has half-closed (EOF after its requests), Connection.serve "
-    "is parked in gather(*calls); shutdown's stop_reading() cancels that task, the gather "
-    "cancels every in-flight call at once, so they get SHUTTING_DOWN immediately instead of "
-    "being drained (and no drain_timeout line is logged)",
-)
 async def test_half_closed_client_still_gets_its_calls_drained(start_server: StartServer) -> None:
     server = await start_server()
     reader, writer = await connect(server.bound)
@@ -165,12 +158,6 @@ async def test_half_closed_client_still_gets_its_calls_drained(start_server: Sta
     await close(writer)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: requests already read from the socket but waiting for an in-flight slot "
-    "(max_inflight_per_connection reached) are dropped on shutdown: the client gets EOF "
-    "and no answer, not even SHUTTING_DOWN, so it cannot tell they never ran",
-)
 async def test_requests_waiting_for_a_slot_are_answered_on_shutdown(
     start_server: StartServer,
 ) -> None:

@@ -66,6 +66,7 @@ class Connection:
         """Read frames until EOF, a framing violation, or cancellation (drain)."""
         self.read_task = asyncio.current_task()
         decoder = FrameDecoder(self.config.max_frame_size)
+        frame: Frame | object | None = None
         try:
             while True:
                 data = await self.reader.read(READ_CHUNK)
@@ -76,21 +77,43 @@ class Connection:
                     assert isinstance(frame, Frame)
                     await self.slots.acquire()
                     self._start_call(frame)
+                    frame = None
         except ProtocolError as exc:
             log.warning(
                 "protocol_error", peer=self.peer, reason=str(exc), action="closing connection"
             )
+            if self.state.metrics is not None:
+                self.state.metrics.protocol_errors.inc()
             self.abort()
             return
         except (ConnectionError, OSError):
             self.abort()
             return
         except asyncio.CancelledError:
-            pass  # draining: stop reading, let in-flight calls finish
+            # Draining: requests already received but not started are answered, not dropped.
+            self._refuse_unstarted(frame, decoder)
+        finally:
+            self.read_task = None
         # EOF (the client may have half-closed) or drain: answer what is in flight, then close.
+        # asyncio.wait, unlike gather, never cancels the calls it waits for.
         if self.calls:
-            await asyncio.gather(*self.calls, return_exceptions=True)
+            await asyncio.wait(set(self.calls))
         await self.close()
+
+    def _refuse_unstarted(self, frame: object, decoder: FrameDecoder) -> None:
+        waiting = [frame] if isinstance(frame, Frame) else []
+        try:
+            while isinstance(next_frame := decoder.next_frame(), Frame):
+                waiting.append(next_frame)
+        except ProtocolError:
+            pass
+        text = S3RpcError(
+            ErrorCode.SHUTTING_DOWN, "the daemon is shutting down and did not start this call"
+        ).wire_text()
+        for item in waiting:
+            request = parse_request(item)
+            self._write([encode_error(request.flags, request.seq, request.method_raw, text)])
+            self._log_call(request.method, time.perf_counter(), ErrorCode.SHUTTING_DOWN.value, 0, 0)
 
     def _start_call(self, frame: Frame) -> None:
         task = asyncio.create_task(self._call(frame))
