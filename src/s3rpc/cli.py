@@ -16,15 +16,18 @@ from s3rpc.logs import configure_logging
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
 
-def _load(path: str) -> Config:
-    return load_config(path)
+def _load(path: str) -> Config | None:
+    """The config, or None after saying on stderr why it cannot be used."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"s3rpc: invalid configuration in {path}: {exc}", file=sys.stderr)
+        return None
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    try:
-        config = _load(args.config)
-    except ConfigError as exc:
-        print(f"s3rpc: invalid configuration in {args.config}: {exc}", file=sys.stderr)
+    config = _load(args.config)
+    if config is None:
         return EXIT_CONFIG
     buckets = ", ".join(sorted(config.s3.buckets)) or "none"
     print(
@@ -35,10 +38,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    try:
-        config = _load(args.config)
-    except ConfigError as exc:
-        print(f"s3rpc: invalid configuration in {args.config}: {exc}", file=sys.stderr)
+    config = _load(args.config)
+    if config is None:
         return EXIT_CONFIG
     if args.listen:
         try:
