@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import struct
 import zlib
 
@@ -13,6 +14,7 @@ from s3rpc.goridge import (
     HEADER_SIZE,
     NEED_DATA,
     RPC_HEADER_SIZE,
+    Flag,
     Frame,
     FrameDecoder,
     ProtocolError,
@@ -272,3 +274,29 @@ def test_decoder_is_unusable_after_an_error() -> None:
 def test_encode_frame_refuses_more_options_than_the_header_can_describe() -> None:
     with pytest.raises(ValueError, match="at most 12 options"):
         encode_frame(0x08, tuple(range(13)), b"")
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    size=st.integers(min_value=64 * 1024 + 1, max_value=300 * 1024),
+    chunk=st.integers(min_value=1, max_value=100_000),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+)
+def test_large_payloads_received_in_place_decode_like_small_ones(
+    size: int, chunk: int, seed: int
+) -> None:
+    body = random.Random(seed).randbytes(size)
+    big = encode_frame(Flag.MSGPACK, (7, 2), b"s3" + body)
+    small = encode_frame(Flag.JSON, (8, 2), b"s3{}")
+    stream = big + small + big
+    decoder = FrameDecoder()
+    frames = []
+    for start in range(0, len(stream), chunk):
+        decoder.receive_data(stream[start : start + chunk])
+        while isinstance(frame := decoder.next_frame(), Frame):
+            frames.append(frame)
+    assert [f.options for f in frames] == [(7, 2), (8, 2), (7, 2)]
+    assert bytes(frames[0].payload) == b"s3" + body == bytes(frames[2].payload)
+    assert bytes(frames[1].payload) == b"s3{}"
+    assert decoder.buffered == 0
+    assert decoder.pending_payload == 0

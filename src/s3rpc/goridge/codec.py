@@ -58,7 +58,8 @@ class JsonCodec(Codec):
     def to_bytes(self, value: Any, field: str) -> bytes:
         if isinstance(value, str):
             try:
-                return base64.b64decode(value, validate=True)
+                # a2b_base64 reads the str in place; b64decode would first copy it to bytes.
+                return binascii.a2b_base64(value, strict_mode=True)
             except (binascii.Error, ValueError):
                 raise CodecError(
                     f"field '{field}' must be base64 text under the JSON codec"

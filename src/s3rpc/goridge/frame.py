@@ -31,6 +31,8 @@ RPC_OPTIONS: Final = 2
 RPC_HEADER_WORDS: Final = 3 + RPC_OPTIONS
 RPC_HEADER_SIZE: Final = RPC_HEADER_WORDS * 4
 DEFAULT_MAX_PAYLOAD: Final = 64 * 1024 * 1024
+# Payloads above this size are received in place rather than through the shared buffer.
+_DIRECT_PAYLOAD: Final = 64 * 1024
 
 _PREFIX = struct.Struct("<BBI")
 _CRC = struct.Struct("<I")
@@ -68,7 +70,7 @@ NEED_DATA: Final = _NeedData()
 class Frame:
     flags: int
     options: tuple[int, ...]
-    payload: bytes
+    payload: bytes | bytearray
 
 
 def encode_header(flags: int, options: tuple[int, int], payload_len: int) -> bytes:
@@ -96,28 +98,45 @@ class FrameDecoder:
     ``next_frame`` returns a :class:`Frame`, or ``NEED_DATA`` when the buffer holds no whole
     frame yet, or raises :class:`ProtocolError`. After an error the decoder is unusable.
     Only RPC frames are accepted: exactly two options (header length 5 words).
+
+    A large payload is received straight into a buffer of its declared size (allocated only
+    after the header passed every check), and that buffer becomes the frame's payload, so a
+    64 MiB upload costs 64 MiB, not a multiple of it.
     """
 
     def __init__(self, max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
         self.max_payload = max_payload
         self._buf = bytearray()
         self._header: tuple[int, int, tuple[int, int]] | None = None
+        self._payload: bytearray | None = None
+        self._filled = 0
         self._broken: ProtocolError | None = None
 
     @property
     def buffered(self) -> int:
-        return len(self._buf)
+        return len(self._buf) + self._filled
 
     @property
     def pending_payload(self) -> int:
         """How many more bytes the frame being received still needs (0 if none is under way)."""
         if self._header is None:
             return 0
+        if self._payload is not None:
+            return len(self._payload) - self._filled
         return max(0, self._header[1] - len(self._buf))
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         if self._broken is not None:
             raise self._broken
+        payload = self._payload
+        if payload is not None:
+            take = min(len(payload) - self._filled, len(data))
+            with memoryview(data) as view:
+                payload[self._filled : self._filled + take] = view[:take]
+                self._filled += take
+                if take < len(data):
+                    self._buf += view[take:]
+            return
         self._buf += data
 
     def next_frame(self) -> Frame | _NeedData:
@@ -128,6 +147,7 @@ class FrameDecoder:
         except ProtocolError as exc:
             self._broken = exc
             self._buf = bytearray()
+            self._payload = None
             raise
 
     def _next_frame(self) -> Frame | _NeedData:
@@ -146,11 +166,23 @@ class FrameDecoder:
                 )
             del buf[:RPC_HEADER_SIZE]
             self._header = (flags, length, (seq, method_len))
+            if len(buf) < length and length > _DIRECT_PAYLOAD:
+                self._payload = bytearray(length)
+                self._filled = len(buf)
+                self._payload[: len(buf)] = buf
+                del buf[:]
         flags, length, options = self._header
-        if len(buf) < length:
-            return NEED_DATA
-        payload = bytes(buf[:length])
-        del buf[:length]
+        if self._payload is not None:
+            if self._filled < length:
+                return NEED_DATA
+            payload: bytes | bytearray = self._payload
+            self._payload, self._filled = None, 0
+        else:
+            if len(buf) < length:
+                return NEED_DATA
+            with memoryview(buf) as view:
+                payload = bytes(view[:length])
+            del buf[:length]
         self._header = None
         return Frame(flags, options, payload)
 
