@@ -130,6 +130,15 @@ def cmd_call(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c",
+        "--config",
+        default=DEFAULT_CONFIG_PATH,
+        help="path to .rr.yaml (default: %(default)s)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="s3rpc", description="S3 object storage for PHP over Goridge RPC"
@@ -138,22 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the daemon")
-    serve.add_argument(
-        "-c",
-        "--config",
-        default=DEFAULT_CONFIG_PATH,
-        help="path to .rr.yaml (default: %(default)s)",
-    )
+    _config_option(serve)
     serve.add_argument("--listen", help="override rpc.listen, e.g. tcp://127.0.0.1:6001")
     serve.set_defaults(func=cmd_serve)
 
     check = sub.add_parser("check-config", help="validate a config file and exit")
-    check.add_argument(
-        "-c",
-        "--config",
-        default=DEFAULT_CONFIG_PATH,
-        help="path to .rr.yaml (default: %(default)s)",
-    )
+    _config_option(check)
     check.set_defaults(func=cmd_check_config)
 
     dev = sub.add_parser("dev", help="run on an embedded in-memory S3 server (no account needed)")
