@@ -140,8 +140,7 @@ class Connection:
         try:
             codec, method = resolve(self.table, request)
             params = decode_params(codec, method, request.body)
-            result = await method.handler(params)
-            body = codec.encode(result)
+            body = codec.encode(await method.handler(params))
             buffers = encode_response(request.flags, request.seq, request.method_raw, body)
         except S3RpcError as exc:
             outcome = exc.code.value

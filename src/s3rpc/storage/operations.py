@@ -116,6 +116,31 @@ async def _read_exactly(body: Any, size: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+async def _read_body(body: Any, length: int | None) -> bytes | bytearray:
+    """A whole object body, received into one buffer of its announced size.
+
+    Joining the chunks at the end, as ``body.read()`` does, would hold the object twice.
+    """
+    if not length:
+        data: bytes = await body.read()
+        return data
+    buffer = bytearray(length)
+    filled = 0
+    with memoryview(buffer) as view:
+        while filled < length:
+            chunk: bytes = await body.read(min(length - filled, 1 << 20))
+            if not chunk:
+                break
+            view[filled : filled + len(chunk)] = chunk
+            filled += len(chunk)
+    if filled != length:
+        raise S3RpcError(
+            ErrorCode.S3_OPERATION_FAILED,
+            f"the object ended after {filled} of its {length} announced bytes",
+        )
+    return buffer
+
+
 class _PartReader(io.RawIOBase):
     """A seekable, read-only file over a memoryview, so a part is sent without copying it first.
 
@@ -299,7 +324,7 @@ async def read(manager: BucketManager, bucket: Bucket, params: ObjectParams) -> 
         response = await bucket.client.get_object(Bucket=bucket.physical, Key=key)
         body = response["Body"]
         async with body:
-            content = await body.read()
+            content = await _read_body(body, response.get("ContentLength"))
     return {
         "content": content,
         "size": len(content),
