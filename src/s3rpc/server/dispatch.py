@@ -72,9 +72,3 @@ def resolve(table: MethodTable, request: Request) -> tuple[Codec, Method]:
         shown = request.method if request.method.isprintable() else repr(request.method)
         raise S3RpcError(ErrorCode.UNKNOWN_METHOD, f"method '{shown[:200]}' is not served here")
     return codec, method
-
-
-def error_text(exc: BaseException) -> str:
-    if isinstance(exc, S3RpcError):
-        return exc.wire_text()
-    return S3RpcError(ErrorCode.INTERNAL_ERROR, "the server failed to handle this call").wire_text()

@@ -15,7 +15,6 @@ import os
 import socket
 import stat
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,12 +22,17 @@ import structlog
 
 from s3rpc.config import ListenAddress, RpcConfig
 from s3rpc.errors import ErrorCode, S3RpcError
-from s3rpc.goridge import NEED_DATA, Frame, FrameDecoder, ProtocolError, parse_request
+from s3rpc.goridge import NEED_DATA, Frame, FrameDecoder, ProtocolError, Request, parse_request
 from s3rpc.goridge.rpc import encode_error, encode_response
-from s3rpc.server.dispatch import MethodTable, decode_params, error_text, resolve
+from s3rpc.server.dispatch import MethodTable, decode_params, resolve
 from s3rpc.server.metrics import Metrics
 
 READ_CHUNK = 256 * 1024
+_INTERNAL = S3RpcError(ErrorCode.INTERNAL_ERROR, "the server failed to handle this call")
+_STOPPED = S3RpcError(ErrorCode.SHUTTING_DOWN, "the daemon stopped before this call finished")
+_NOT_STARTED = S3RpcError(
+    ErrorCode.SHUTTING_DOWN, "the daemon is shutting down and did not start this call"
+)
 log = structlog.get_logger("s3rpc.server")
 
 
@@ -107,13 +111,10 @@ class Connection:
                 waiting.append(next_frame)
         except ProtocolError:
             pass
-        text = S3RpcError(
-            ErrorCode.SHUTTING_DOWN, "the daemon is shutting down and did not start this call"
-        ).wire_text()
         for item in waiting:
             request = parse_request(item)
-            self._write([encode_error(request.flags, request.seq, request.method_raw, text)])
-            self._log_call(request.method, time.perf_counter(), ErrorCode.SHUTTING_DOWN.value, 0, 0)
+            sent = self._write(_error_frame(request, _NOT_STARTED))
+            self._log_call(request.method, time.perf_counter(), _NOT_STARTED.code.value, 0, sent)
 
     def _start_call(self, frame: Frame) -> None:
         task = asyncio.create_task(self._call(frame))
@@ -136,7 +137,6 @@ class Connection:
         request = parse_request(frame)
         structlog.contextvars.bind_contextvars(method=request.method, seq=request.seq)
         outcome = "ok"
-        buffers: list[bytes]
         try:
             codec, method = resolve(self.table, request)
             params = decode_params(codec, method, request.body)
@@ -144,25 +144,15 @@ class Connection:
             buffers = encode_response(request.flags, request.seq, request.method_raw, body)
         except S3RpcError as exc:
             outcome = exc.code.value
-            buffers = [
-                encode_error(request.flags, request.seq, request.method_raw, exc.wire_text())
-            ]
+            buffers = _error_frame(request, exc)
         except asyncio.CancelledError:
-            outcome = ErrorCode.SHUTTING_DOWN.value
-            text = S3RpcError(
-                ErrorCode.SHUTTING_DOWN, "the daemon stopped before this call finished"
-            ).wire_text()
-            self._write([encode_error(request.flags, request.seq, request.method_raw, text)])
-            self._log_call(request.method, started, outcome, len(frame.payload), 0)
+            sent = self._write(_error_frame(request, _STOPPED))
+            self._log_call(request.method, started, _STOPPED.code.value, len(frame.payload), sent)
             raise
         except Exception:
             outcome = ErrorCode.INTERNAL_ERROR.value
             log.exception("handler_failed", peer=self.peer)
-            buffers = [
-                encode_error(
-                    request.flags, request.seq, request.method_raw, error_text(Exception())
-                )
-            ]
+            buffers = _error_frame(request, _INTERNAL)
         sent = self._write(buffers)
         self._log_call(request.method, started, outcome, len(frame.payload), sent)
         if not self.closed:
@@ -185,10 +175,9 @@ class Connection:
         if self.state.metrics is not None:
             self.state.metrics.call_finished(method, outcome, seconds, size_in, size_out)
 
-    def _write(self, buffers: Iterable[bytes]) -> int:
+    def _write(self, buffers: list[bytes]) -> int:
         if self.closed or self.writer.is_closing():
             return 0
-        buffers = list(buffers)
         self.writer.writelines(buffers)
         return sum(len(b) for b in buffers)
 
@@ -307,6 +296,10 @@ class RpcServer:
         with contextlib.suppress(OSError):
             if os.stat(self.address.path).st_ino == self._unix_inode:
                 os.unlink(self.address.path)
+
+
+def _error_frame(request: Request, error: S3RpcError) -> list[bytes]:
+    return [encode_error(request.flags, request.seq, request.method_raw, error.wire_text())]
 
 
 def _remove_stale_socket(path: str) -> None:
