@@ -1,4 +1,4 @@
-"""Layers import one way: cli -> app -> {server, storage, config, logs} -> {goridge, errors}."""
+"""Layers import one way: cli -> app -> {server, storage, config, logs} -> {goridge, errors, budget}."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "s3rpc"
 # What each part of the package may import from s3rpc (besides itself).
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
+    "budget": set(),
     "goridge": set(),
     "config": set(),
     "logs": set(),
-    "server": {"goridge", "errors", "config"},
-    "storage": {"errors", "config"},
+    "server": {"goridge", "errors", "config", "budget"},
+    "storage": {"errors", "config", "budget"},
     "client": {"goridge", "config"},
     "app": {"server", "storage", "config", "errors", "logs"},
     "dev": {"app", "config", "logs"},

@@ -43,6 +43,7 @@ Visibility = Literal["public", "private"]
 VisibilityMode = Literal["acl", "none"]
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +87,17 @@ class RpcConfig(_Model):
     socket_mode: int = 0o660
     max_frame_size: PositiveInt = 64 * MIB
     max_inflight_per_connection: PositiveInt = 128
+    #: Daemon-wide payload bytes (requests being received, bodies being sent) in flight.
+    max_inflight_bytes: PositiveInt = 256 * MIB
+    #: Per connection: past this many unsent response bytes no new call of it is started.
+    max_unsent_bytes: PositiveInt = 8 * MIB
+    max_connections: PositiveInt = 10_000
+    #: An incomplete frame older than this closes the connection.
+    read_timeout: PositiveFloat = 60.0
+    #: A connection with nothing in flight for this long is closed; 0 keeps it forever.
+    idle_timeout: NonNegativeFloat = 0.0
+    #: A connection whose unsent answers do not move for this long is closed.
+    write_timeout: PositiveFloat = 60.0
 
     @field_validator("listen")
     @classmethod

@@ -117,6 +117,16 @@ class FrameDecoder:
         return len(self._buf) + self._filled
 
     @property
+    def frame_length(self) -> int:
+        """The declared payload length of the frame being received (0 if no header is in)."""
+        return self._header[1] if self._header is not None else 0
+
+    @property
+    def idle(self) -> bool:
+        """True when no byte of a next frame has been received."""
+        return self._header is None and not self._buf
+
+    @property
     def pending_payload(self) -> int:
         """How many more bytes the frame being received still needs (0 if none is under way)."""
         if self._header is None:

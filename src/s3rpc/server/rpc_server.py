@@ -1,10 +1,18 @@
 """The asyncio side of the RPC endpoint: listeners, connections, in-flight calls, drain.
 
-Each connection has one reader task that turns bytes into frames (the sans-IO decoder) and
-one task per call, at most ``max_inflight_per_connection`` at a time; when that many are in
-flight the reader stops reading, so TCP backpressure reaches the client. A framing violation
-closes only that connection. Shutdown: stop accepting, stop reading, let in-flight calls
-finish within the drain timeout, answer the rest with ``SHUTTING_DOWN`` and close.
+Each connection has one reader task that turns bytes into frames (the sans-IO decoder) and one
+task per call. Before a call starts it must get one of ``max_inflight_per_connection`` slots,
+its connection must have at most ``max_unsent_bytes`` of answers waiting in the socket buffer,
+and its payload must fit the daemon-wide :class:`~s3rpc.budget.ByteBudget`; until then the
+reader stops reading, so TCP backpressure reaches the client. A call's budget is released when
+its answer has left the socket buffer.
+
+A framing violation, an incomplete frame older than ``read_timeout``, answers that do not move
+for ``write_timeout`` or (optionally) ``idle_timeout`` close only that connection. When the
+peer goes away (reset, failed write) its queued and running calls are cancelled; a half-close
+still gets every answer. Shutdown: stop accepting; frames that still arrive are answered
+``SHUTTING_DOWN``; in-flight calls finish within the drain timeout, the rest are cancelled and
+answered ``SHUTTING_DOWN``; then every connection is closed, unread answers or not.
 """
 
 from __future__ import annotations
@@ -12,14 +20,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import socket
 import stat
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
+from s3rpc.budget import ByteBudget, Ledger, current_ledger
 from s3rpc.config import ListenAddress, RpcConfig
 from s3rpc.errors import ErrorCode, S3RpcError
 from s3rpc.goridge import NEED_DATA, Frame, FrameDecoder, ProtocolError, Request, parse_request
@@ -28,11 +39,18 @@ from s3rpc.server.dispatch import MethodTable, decode_params, resolve
 from s3rpc.server.metrics import Metrics
 
 READ_CHUNK = 256 * 1024
+#: How long closing a connection may wait for its unsent answers before it is reset.
+CLOSE_GRACE = 2.0
+#: File descriptors kept free of client connections, for S3 connections, logs and the like.
+FD_RESERVE = 1024
+_REFUSAL_LOG_INTERVAL = 5.0
 _INTERNAL = S3RpcError(ErrorCode.INTERNAL_ERROR, "the server failed to handle this call")
 _STOPPED = S3RpcError(ErrorCode.SHUTTING_DOWN, "the daemon stopped before this call finished")
 _NOT_STARTED = S3RpcError(
     ErrorCode.SHUTTING_DOWN, "the daemon is shutting down and did not start this call"
 )
+#: The outcome logged for calls cancelled because their client went away.
+DISCONNECTED = "DISCONNECTED"
 log = structlog.get_logger("s3rpc.server")
 
 
@@ -40,9 +58,13 @@ log = structlog.get_logger("s3rpc.server")
 class ServerState:
     connections: set[Connection]
     calls: set[asyncio.Task[None]]
+    budget: ByteBudget
     metrics: Metrics | None = None
     total_connections: int = 0
     total_calls: int = 0
+    refused_connections: int = 0
+    draining: bool = False
+    _last_refusal_log: float = field(default=0.0, repr=False)
 
 
 class Connection:
@@ -63,61 +85,173 @@ class Connection:
         self.peer = peer
         self.slots = asyncio.Semaphore(config.max_inflight_per_connection)
         self.calls: set[asyncio.Task[None]] = set()
+        #: Set once this side closed or reset the connection.
         self.closed = False
+        #: Set once the peer is gone (reset, failed write, timeout): calls are cancelled.
+        self.lost = False
+        self.draining = False
+        #: Set when waiting to start another call is pointless: draining or lost.
+        self.stop = asyncio.Event()
         self.read_task: asyncio.Task[None] | None = None
+        self._finishing = False
+        self._unflushed: list[Ledger] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._last_activity = time.monotonic()
+        with contextlib.suppress(Exception):
+            # drain() then returns only once every written byte has left the socket buffer.
+            writer.transport.set_write_buffer_limits(high=0)
+
+    # --- reading -------------------------------------------------------------------------
 
     async def serve(self) -> None:
-        """Read frames until EOF, a framing violation, or cancellation (drain)."""
+        """Read frames until EOF, a framing violation, a timeout, the peer's loss or drain."""
         self.read_task = asyncio.current_task()
+        watcher = asyncio.create_task(self._watch_transport())
         decoder = FrameDecoder(self.config.max_frame_size)
-        frame: Frame | object | None = None
+        incoming = Ledger(self.state.budget)
+        frame_started: float | None = None
         try:
             while True:
-                data = await self.reader.read(READ_CHUNK)
+                data = await self._read(decoder, frame_started)
+                if data is None:
+                    return
                 if not data:
                     break
+                self._last_activity = time.monotonic()
+                if frame_started is None:
+                    frame_started = self._last_activity
                 decoder.receive_data(data)
                 while (frame := decoder.next_frame()) is not NEED_DATA:
                     assert isinstance(frame, Frame)
-                    await self.slots.acquire()
-                    self._start_call(frame)
-                    frame = None
+                    frame_started = None if decoder.idle else time.monotonic()
+                    if not incoming.held:
+                        incoming.force(len(frame.payload))
+                    ledger, incoming = incoming, Ledger(self.state.budget)
+                    if not await self._admit():
+                        ledger.release()
+                        if self.lost:
+                            return
+                        self._refuse(frame)
+                        continue
+                    self._start_call(frame, ledger)
+                    del frame
+                if decoder.idle:
+                    frame_started = None
+                size = decoder.frame_length
+                # Reserve a large payload before receiving it, not after.
+                if (
+                    size > READ_CHUNK
+                    and not incoming.held
+                    and not self.draining
+                    and not await self._unless_stopped(incoming.acquire(size))
+                    and self.lost
+                ):
+                    return
         except ProtocolError as exc:
             log.warning(
                 "protocol_error", peer=self.peer, reason=str(exc), action="closing connection"
             )
             if self.state.metrics is not None:
                 self.state.metrics.protocol_errors.inc()
-            self.abort()
+            self._drop("protocol error")
             return
         except (ConnectionError, OSError):
-            self.abort()
+            self._drop("connection error")
             return
         except asyncio.CancelledError:
-            # Draining: requests already received but not started are answered, not dropped.
-            self._refuse_unstarted(frame, decoder)
+            if not self._finishing:
+                raise
         finally:
+            incoming.release()
             self.read_task = None
+            if self.closed or self.lost:
+                watcher.cancel()
         # EOF (the client may have half-closed) or drain: answer what is in flight, then close.
         # asyncio.wait, unlike gather, never cancels the calls it waits for.
         if self.calls:
             await asyncio.wait(set(self.calls))
         await self.close()
+        watcher.cancel()
 
-    def _refuse_unstarted(self, frame: object, decoder: FrameDecoder) -> None:
-        waiting = [frame] if isinstance(frame, Frame) else []
-        try:
-            while isinstance(next_frame := decoder.next_frame(), Frame):
-                waiting.append(next_frame)
-        except ProtocolError:
-            pass
-        for item in waiting:
-            request = parse_request(item)
-            sent = self._write(_error_frame(request, _NOT_STARTED))
-            self._log_call(request.method, time.perf_counter(), _NOT_STARTED.code.value, 0, sent)
+    async def _read(self, decoder: FrameDecoder, frame_started: float | None) -> bytes | None:
+        """The next chunk; b"" at EOF; None when a timeout closed the connection."""
+        config = self.config
+        while True:
+            now = time.monotonic()
+            timeout: float | None
+            if frame_started is not None:
+                left = frame_started + config.read_timeout - now
+                timeout = left
+                if left <= 0:
+                    log.warning(
+                        "read_timeout",
+                        peer=self.peer,
+                        reason=f"an incomplete frame is older than {config.read_timeout:g}s",
+                        setting="rpc.read_timeout",
+                        action="closing connection",
+                    )
+                    self._drop("read timeout")
+                    return None
+            elif config.idle_timeout > 0:
+                if self.calls or self._unflushed:
+                    self._last_activity = now
+                left = self._last_activity + config.idle_timeout - now
+                timeout = left
+                if left <= 0:
+                    log.info("idle_timeout", peer=self.peer, setting="rpc.idle_timeout")
+                    self._finishing = True
+                    await self.close()
+                    return None
+            else:
+                timeout = None
+            try:
+                async with asyncio.timeout(timeout):
+                    return await self.reader.read(READ_CHUNK)
+            except TimeoutError:
+                continue
 
-    def _start_call(self, frame: Frame) -> None:
-        task = asyncio.create_task(self._call(frame))
+    async def _admit(self) -> bool:
+        """Wait until this connection may start one more call; False if draining or lost."""
+        while True:
+            if self.stop.is_set():
+                return False
+            if self.writer.transport.get_write_buffer_size() > self.config.max_unsent_bytes:
+                if not await self._unless_stopped(self._flush()):
+                    return False
+                continue
+            if not self.slots.locked():
+                await self.slots.acquire()  # does not suspend
+                return True
+            if await self._unless_stopped(self.slots.acquire()):
+                if self.stop.is_set():
+                    self.slots.release()
+                    return False
+                return True
+            return False
+
+    async def _unless_stopped(self, work: Awaitable[Any]) -> bool:
+        """Await ``work`` unless :attr:`stop` is set first; True if it completed."""
+        task = asyncio.ensure_future(work)
+        if not task.done() and not self.stop.is_set():
+            stopper = asyncio.ensure_future(self.stop.wait())
+            try:
+                await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopper.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+        return not task.cancelled() and task.exception() is None
+
+    def _refuse(self, frame: Frame) -> None:
+        request = parse_request(frame)
+        sent = self._write(_error_frame(request, _NOT_STARTED))
+        self._log_call(request.method, time.perf_counter(), _NOT_STARTED.code.value, 0, sent)
+
+    # --- calls ---------------------------------------------------------------------------
+
+    def _start_call(self, frame: Frame, ledger: Ledger) -> None:
+        task = asyncio.create_task(self._call(frame, ledger))
         self.calls.add(task)
         self.state.calls.add(task)
         self.state.total_calls += 1
@@ -129,37 +263,51 @@ class Connection:
         self.calls.discard(task)
         self.state.calls.discard(task)
         self.slots.release()
+        self._last_activity = time.monotonic()
         if self.state.metrics is not None:
             self.state.metrics.in_flight.dec()
+        if self.draining and not self.calls:
+            self._finish()
 
-    async def _call(self, frame: Frame) -> None:
+    async def _call(self, frame: Frame, ledger: Ledger) -> None:
+        current_ledger.set(ledger)
         started = time.perf_counter()
         request = parse_request(frame)
+        name = request.method
+        size_in = len(frame.payload)
+        del frame
         structlog.contextvars.bind_contextvars(method=request.method, seq=request.seq)
         outcome = "ok"
         try:
             codec, method = resolve(self.table, request)
             params = decode_params(codec, method, request.body)
-            body = codec.encode(await method.handler(params))
+            result = await method.handler(params)
+            del params
+            body = codec.encode(result)
+            del result
             buffers = encode_response(request.flags, request.seq, request.method_raw, body)
+            del body
         except S3RpcError as exc:
             outcome = exc.code.value
             buffers = _error_frame(request, exc)
         except asyncio.CancelledError:
-            sent = self._write(_error_frame(request, _STOPPED))
-            self._log_call(request.method, started, _STOPPED.code.value, len(frame.payload), sent)
+            if self.lost:
+                self._log_call(request.method, started, DISCONNECTED, size_in, 0)
+            else:
+                sent = self._write(_error_frame(request, _STOPPED))
+                self._log_call(request.method, started, _STOPPED.code.value, size_in, sent)
+            ledger.release()
             raise
         except Exception:
             outcome = ErrorCode.INTERNAL_ERROR.value
             log.exception("handler_failed", peer=self.peer)
             buffers = _error_frame(request, _INTERNAL)
+        del request
+        ledger.force(sum(len(b) for b in buffers))
         sent = self._write(buffers)
-        self._log_call(request.method, started, outcome, len(frame.payload), sent)
-        if not self.closed:
-            try:
-                await self.writer.drain()
-            except (ConnectionError, OSError):
-                self.abort()
+        del buffers
+        self._log_call(name, started, outcome, size_in, sent)
+        self._sent(ledger)
 
     def _log_call(
         self, method: str, started: float, outcome: str, size_in: int, size_out: int
@@ -175,30 +323,115 @@ class Connection:
         if self.state.metrics is not None:
             self.state.metrics.call_finished(method, outcome, seconds, size_in, size_out)
 
+    # --- writing -------------------------------------------------------------------------
+
     def _write(self, buffers: list[bytes]) -> int:
-        if self.closed or self.writer.is_closing():
+        if self.closed or self.lost or self.writer.is_closing():
             return 0
         self.writer.writelines(buffers)
         return sum(len(b) for b in buffers)
 
-    def stop_reading(self) -> None:
-        if self.read_task is not None and not self.read_task.done():
-            self.read_task.cancel()
+    def _sent(self, ledger: Ledger) -> None:
+        """Release ``ledger`` once the answer just written has left the socket buffer."""
+        if self.closed or self.lost or self.writer.transport.get_write_buffer_size() == 0:
+            ledger.release()
+            return
+        self._unflushed.append(ledger)
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_unflushed())
 
-    def abort(self) -> None:
+    async def _flush_unflushed(self) -> None:
+        try:
+            while self._unflushed:
+                await self._flush()
+                self._release_unflushed()
+        except (ConnectionError, OSError):
+            self._drop("write failed")
+        finally:
+            self._release_unflushed()
+            self._flusher = None
+
+    async def _flush(self) -> None:
+        """Wait until the socket buffer is empty; the connection is dropped past write_timeout."""
+        transport = self.writer.transport
+        try:
+            async with asyncio.timeout(self.config.write_timeout):
+                while transport.get_write_buffer_size() and not transport.is_closing():
+                    await self.writer.drain()
+                    if transport.get_write_buffer_size():
+                        await asyncio.sleep(0.005)
+        except TimeoutError:
+            log.warning(
+                "write_timeout",
+                peer=self.peer,
+                reason=f"the client accepted no answer bytes for {self.config.write_timeout:g}s",
+                setting="rpc.write_timeout",
+                action="closing connection",
+            )
+            self._drop("write timeout")
+            raise ConnectionResetError("write timeout") from None
+
+    def _release_unflushed(self) -> None:
+        ledgers, self._unflushed = self._unflushed, []
+        for ledger in ledgers:
+            ledger.release()
+
+    # --- ending --------------------------------------------------------------------------
+
+    async def _watch_transport(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.writer.wait_closed()
+        if not self.closed:
+            self._drop("connection lost")
+
+    def _drop(self, reason: str) -> None:
+        """The peer is gone or misbehaved: reset, cancel its calls, free what it held."""
+        if self.lost:
+            return
+        self.lost = True
+        self.stop.set()
+        if self.calls:
+            log.info("client_gone", peer=self.peer, reason=reason, cancelled=len(self.calls))
+        for call in list(self.calls):
+            call.cancel()
+        self._release_unflushed()
         self.closed = True
         self.writer.transport.abort()
+        reader = self.read_task
+        if reader is not None and reader is not asyncio.current_task():
+            self._finishing = True
+            reader.cancel()
+
+    def begin_drain(self) -> None:
+        """Shutdown began: answer new frames SHUTTING_DOWN, close once nothing is in flight."""
+        self.draining = True
+        self.stop.set()
+        if not self.calls:
+            self._finish()
+
+    def _finish(self) -> None:
+        task = self.read_task
+        if task is not None and task is not asyncio.current_task() and not task.done():
+            self._finishing = True
+            task.cancel()
+
+    def abort(self) -> None:
+        self._drop("aborted")
 
     async def close(self) -> None:
         if self.closed:
             return
         self.closed = True
+        transport = self.writer.transport
         with contextlib.suppress(ConnectionError, OSError):
             if self.writer.can_write_eof():
                 self.writer.write_eof()
         self.writer.close()
-        with contextlib.suppress(ConnectionError, OSError):
-            await asyncio.wait_for(self.writer.wait_closed(), timeout=5)
+        with contextlib.suppress(ConnectionError, OSError, TimeoutError):
+            await asyncio.wait_for(self.writer.wait_closed(), timeout=CLOSE_GRACE)
+        if transport.get_write_buffer_size():
+            transport.abort()  # a client that does not read cannot hold us
+        self._release_unflushed()
 
 
 class RpcServer:
@@ -209,11 +442,16 @@ class RpcServer:
     ) -> None:
         self.table = table
         self.config = config
-        self.state = ServerState(connections=set(), calls=set(), metrics=metrics)
+        self.state = ServerState(
+            connections=set(),
+            calls=set(),
+            budget=ByteBudget(config.max_inflight_bytes),
+            metrics=metrics,
+        )
         self._server: asyncio.Server | None = None
-        self._handlers: set[asyncio.Task[None]] = set()
         self._unix_inode: int | None = None
         self.address: ListenAddress = config.address
+        self.max_connections = config.max_connections
 
     @property
     def bound(self) -> str:
@@ -243,33 +481,73 @@ class RpcServer:
                 limit=READ_CHUNK,
                 reuse_address=True,
             )
+        self.limit_connections_to_fds()
         log.info("listening", address=self.bound)
 
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        state = self.state
+        if len(state.connections) >= self.max_connections:
+            self._refuse_connection(writer)
+            return
         sock = writer.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer = _peer_name(writer)
-        conn = Connection(reader, writer, self.table, self.config, self.state, peer)
-        self.state.connections.add(conn)
-        self.state.total_connections += 1
-        if self.state.metrics is not None:
-            self.state.metrics.connections.inc()
+        conn = Connection(reader, writer, self.table, self.config, state, peer)
+        state.connections.add(conn)
+        state.total_connections += 1
+        if state.metrics is not None:
+            state.metrics.connections.inc()
         try:
+            if state.draining:
+                conn.begin_drain()
             await conn.serve()
         finally:
-            self.state.connections.discard(conn)
-            if self.state.metrics is not None:
-                self.state.metrics.connections.dec()
+            state.connections.discard(conn)
+            if state.metrics is not None:
+                state.metrics.connections.dec()
+
+    def _refuse_connection(self, writer: asyncio.StreamWriter) -> None:
+        state = self.state
+        state.refused_connections += 1
+        writer.transport.abort()
+        now = time.monotonic()
+        if now - state._last_refusal_log >= _REFUSAL_LOG_INTERVAL:
+            state._last_refusal_log = now
+            log.warning(
+                "connection_refused",
+                reason="max_connections",
+                setting="rpc.max_connections",
+                limit=self.max_connections,
+                refused_total=state.refused_connections,
+            )
+
+    def limit_connections_to_fds(self) -> None:
+        """Keep ``FD_RESERVE`` descriptors free of clients, whatever max_connections says."""
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY:
+            return
+        allowed = max(1, soft - FD_RESERVE)
+        if allowed < self.max_connections:
+            log.warning(
+                "max_connections_lowered",
+                setting="rpc.max_connections",
+                configured=self.config.max_connections,
+                effective=allowed,
+                reason=f"the open-file limit is {soft}; {FD_RESERVE} are kept for S3 and logs",
+            )
+            self.max_connections = allowed
 
     async def shutdown(self, timeout: float) -> None:
-        """Stop accepting and reading, drain in-flight calls for ``timeout`` s, cancel the rest."""
+        """Stop accepting, drain in-flight calls for ``timeout`` s, cancel the rest, close all."""
+        state = self.state
+        state.draining = True
         if self._server is not None:
             self._server.close()
-        for conn in list(self.state.connections):
-            conn.stop_reading()
-        pending = set(self.state.calls)
+        for conn in list(state.connections):
+            conn.begin_drain()
+        pending = set(state.calls)
         if pending:
             log.info("draining", in_flight=len(pending), timeout_s=timeout)
             _done, pending = await asyncio.wait(pending, timeout=timeout)
@@ -277,17 +555,24 @@ class RpcServer:
             log.warning("drain_timeout", cancelled=len(pending), reason="shutdown_timeout elapsed")
             for task in pending:
                 task.cancel()
-            await asyncio.wait(pending, timeout=5)
-        for conn in list(self.state.connections):
-            await conn.close()
+            await asyncio.wait(pending, timeout=CLOSE_GRACE)
+        connections = list(state.connections)
+        if connections:
+            await asyncio.wait(
+                [asyncio.ensure_future(conn.close()) for conn in connections],
+                timeout=CLOSE_GRACE + 1,
+            )
+        for conn in connections:
+            if not conn.closed:
+                conn.abort()
         if self._server is not None:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._server.wait_closed(), timeout=5)
+                await asyncio.wait_for(self._server.wait_closed(), timeout=CLOSE_GRACE)
         self._remove_own_socket()
         log.info(
             "stopped",
-            connections_served=self.state.total_connections,
-            calls_served=self.state.total_calls,
+            connections_served=state.total_connections,
+            calls_served=state.total_calls,
         )
 
     def _remove_own_socket(self) -> None:

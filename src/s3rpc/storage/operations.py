@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
+from s3rpc.budget import reserve
 from s3rpc.errors import ErrorCode, S3RpcError
 from s3rpc.storage.buckets import Bucket, BucketManager, UploadTracker
 from s3rpc.storage.mime import guess_mime_type
@@ -324,6 +325,8 @@ async def read(manager: BucketManager, bucket: Bucket, params: ObjectParams) -> 
         response = await bucket.client.get_object(Bucket=bucket.physical, Key=key)
         body = response["Body"]
         async with body:
+            # Wait for room in the daemon's byte budget before downloading the body.
+            await reserve(int(response.get("ContentLength") or 0))
             content = await _read_body(body, response.get("ContentLength"))
     return {
         "content": content,
