@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import re
 
 import msgpack
@@ -12,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from s3rpc.goridge import CodecError, Flag, codec_for_flags
-from s3rpc.goridge.codec import JSON, MSGPACK
+from s3rpc.goridge.codec import JSON, MSGPACK, STEP, Codec
 
 SETTINGS = settings(max_examples=200, deadline=None)
 
@@ -191,3 +192,52 @@ json_values = st.recursive(
 def test_json_and_msgpack_round_trip_plain_values(value: object) -> None:
     assert JSON.decode(JSON.encode(value)) == value
     assert MSGPACK.decode(MSGPACK.encode(value)) == value
+
+
+# --- large values, a step at a time ---------------------------------------------------------
+
+BIG = os.urandom(3 * STEP + 12345)
+
+
+@pytest.mark.parametrize("codec", [JSON, MSGPACK], ids=["json", "msgpack"])
+def test_encode_parts_join_to_exactly_what_encode_returns(codec: Codec) -> None:
+    value = {"content": BIG, "size": len(BIG), "mime_type": "a/b", "small": b"xyz"}
+    parts = list(codec.encode_parts(value))
+    assert len(parts) > 3, "a large value is produced in several steps"
+    assert b"".join(parts) == codec.encode(value)
+    assert codec.decode(b"".join(parts))["size"] == len(BIG)
+
+
+def test_msgpack_encode_parts_sends_large_bytes_without_copying_them() -> None:
+    parts = list(MSGPACK.encode_parts({"content": BIG}))
+    assert any(part is BIG for part in parts)
+
+
+def test_json_large_base64_decodes_in_steps_to_the_same_bytes() -> None:
+    text = base64.b64encode(BIG).decode("ascii")
+    steps = JSON.to_bytes_steps(text, "content")
+    count = 0
+    while True:
+        try:
+            next(steps)
+            count += 1
+        except StopIteration as done:
+            result = done.value
+            break
+    assert count >= 3
+    assert result == BIG
+    assert isinstance(result, bytes)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "A" * (2 * STEP + 1),  # not a multiple of 4
+        "QQ==" * (STEP // 4) + "QUFB" * 10,  # padding in the middle
+        "!" * (2 * STEP),  # not base64 at all
+    ],
+    ids=["length", "inner-padding", "alphabet"],
+)
+def test_json_large_invalid_base64_is_refused_naming_the_field(text: str) -> None:
+    with pytest.raises(CodecError, match="field 'content'"):
+        JSON.to_bytes(text, "content")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Generator, Iterator
 from typing import Any, ClassVar, Final
 
 import msgpack
@@ -16,9 +17,31 @@ import orjson
 
 from s3rpc.goridge.frame import CODEC_MASK, Flag
 
+#: Bytes values at least this large are converted a step at a time, each step about this big,
+#: so that the event loop driving a codec is never held for long by one object.
+STEP = 1 << 20
+#: base64 input per step: a multiple of 3 bytes (encoding) and 4 characters (decoding).
+_ENCODE_STEP = STEP // 4 * 3
+_DECODE_STEP = STEP
+
 
 class CodecError(ValueError):
     """A body or field the codec cannot read; the message says which and why."""
+
+
+Bytes = bytes | bytearray | memoryview
+
+
+def _is_big_bytes(value: Any) -> bool:
+    return isinstance(value, Bytes) and len(value) >= STEP
+
+
+def _run(steps: Generator[None, None, Any]) -> Any:
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
 
 
 class Codec:
@@ -31,9 +54,22 @@ class Codec:
     def encode(self, value: Any) -> bytes:
         raise NotImplementedError
 
-    def to_bytes(self, value: Any, field: str) -> bytes:
+    def to_bytes(self, value: Any, field: str) -> bytes | bytearray:
         """Object bytes as the codec carries them in a request field."""
+        return _run(self.to_bytes_steps(value, field))  # type: ignore[no-any-return]
+
+    def to_bytes_steps(self, value: Any, field: str) -> Generator[None, None, bytes | bytearray]:
+        """:meth:`to_bytes` one step (about :data:`STEP` bytes) per ``next()``."""
         raise NotImplementedError
+
+    def encode_parts(self, value: Any) -> Iterator[Bytes]:
+        """:meth:`encode` as a sequence of buffers, produced one step at a time.
+
+        Large bytes values at the top level of a map are not copied into one body: msgpack
+        yields them as they are, JSON yields their base64 text piece by piece. Joined, the
+        parts are exactly what :meth:`encode` returns.
+        """
+        yield self.encode(value)
 
 
 def _bytes_as_base64(value: Any) -> str:
@@ -55,18 +91,54 @@ class JsonCodec(Codec):
     def encode(self, value: Any) -> bytes:
         return orjson.dumps(value, default=_bytes_as_base64)
 
-    def to_bytes(self, value: Any, field: str) -> bytes:
-        if isinstance(value, str):
-            try:
+    def to_bytes_steps(self, value: Any, field: str) -> Generator[None, None, bytes | bytearray]:
+        if not isinstance(value, str):
+            raise CodecError(
+                f"field '{field}' must be a base64 string under the JSON codec, "
+                f"got {_json_type(value)}"
+            )
+        bad = CodecError(f"field '{field}' must be base64 text under the JSON codec")
+        try:
+            if len(value) <= _DECODE_STEP:
                 # a2b_base64 reads the str in place; b64decode would first copy it to bytes.
                 return binascii.a2b_base64(value, strict_mode=True)
-            except (binascii.Error, ValueError):
-                raise CodecError(
-                    f"field '{field}' must be base64 text under the JSON codec"
-                ) from None
-        raise CodecError(
-            f"field '{field}' must be a base64 string under the JSON codec, got {_json_type(value)}"
-        )
+            if len(value) % 4:
+                raise bad
+            padding = len(value) - len(value.rstrip("="))
+            out = bytearray(len(value) // 4 * 3 - padding)
+            filled = 0
+            for offset in range(0, len(value), _DECODE_STEP):
+                chunk = binascii.a2b_base64(value[offset : offset + _DECODE_STEP], strict_mode=True)
+                last = offset + _DECODE_STEP >= len(value)
+                if not last and len(chunk) != _DECODE_STEP // 4 * 3:
+                    raise bad  # padding in the middle
+                out[filled : filled + len(chunk)] = chunk
+                filled += len(chunk)
+                if not last:
+                    yield
+        except (binascii.Error, ValueError):
+            raise bad from None
+        if filled != len(out):
+            raise bad
+        return bytes(out)  # one memcpy; callers get the same type as for small values
+
+    def encode_parts(self, value: Any) -> Iterator[Bytes]:
+        if not isinstance(value, dict) or not any(map(_is_big_bytes, value.values())):
+            yield self.encode(value)
+            return
+        separator = b"{"
+        for key, item in value.items():
+            yield separator + orjson.dumps(key) + b":"
+            separator = b","
+            if not _is_big_bytes(item):
+                yield orjson.dumps(item, default=_bytes_as_base64)
+                continue
+            yield b'"'
+            with memoryview(item) as view:
+                for offset in range(0, len(view), _ENCODE_STEP):
+                    yield binascii.b2a_base64(view[offset : offset + _ENCODE_STEP], newline=False)
+            yield b'"'
+        yield b"}"
 
 
 class MsgpackCodec(Codec):
@@ -84,12 +156,27 @@ class MsgpackCodec(Codec):
     def encode(self, value: Any) -> bytes:
         return msgpack.packb(value, use_bin_type=True, unicode_errors="surrogateescape")  # type: ignore[no-any-return]
 
-    def to_bytes(self, value: Any, field: str) -> bytes:
+    def to_bytes_steps(self, value: Any, field: str) -> Generator[None, None, bytes | bytearray]:
         if isinstance(value, bytes):
             return value
         if isinstance(value, str):
             return value.encode("utf-8", "surrogateescape")
         raise CodecError(f"field '{field}' must be a string or binary, got {_json_type(value)}")
+        yield  # a generator, though it never needs a second step
+
+    def encode_parts(self, value: Any) -> Iterator[Bytes]:
+        if not isinstance(value, dict) or not any(map(_is_big_bytes, value.values())):
+            yield self.encode(value)
+            return
+        packer = msgpack.Packer(use_bin_type=True, unicode_errors="surrogateescape")
+        yield packer.pack_map_header(len(value))
+        for key, item in value.items():
+            if _is_big_bytes(item):
+                # bin 32 header (msgpack spec): 0xc6 and a big-endian length.
+                yield packer.pack(key) + b"\xc6" + len(item).to_bytes(4, "big")
+                yield item  # sent as it is: no copy
+            else:
+                yield packer.pack(key) + packer.pack(item)
 
 
 def _json_type(value: Any) -> str:

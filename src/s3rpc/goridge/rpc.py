@@ -39,12 +39,20 @@ def _method_bytes(method: str | bytes) -> bytes:
     return method if isinstance(method, bytes) else method.encode("utf-8", "replace")
 
 
-def encode_response(request_flags: int, seq: int, method: str | bytes, body: bytes) -> list[bytes]:
-    """A success response as buffers for ``writelines`` (the body is not copied)."""
+def encode_response(
+    request_flags: int,
+    seq: int,
+    method: str | bytes,
+    body: bytes | bytearray | memoryview | list[bytes | bytearray | memoryview],
+) -> list[bytes | bytearray | memoryview]:
+    """A success response as buffers for ``writelines`` (the body, one buffer or a list of
+    buffers, is not copied)."""
     method_b = _method_bytes(method)
+    parts = body if isinstance(body, list) else [body]
+    size = sum(len(part) for part in parts)
     flags = request_flags & ~(Flag.ERROR | Flag.CONTROL)
-    header = encode_header(flags, (seq & SEQ_MASK, len(method_b)), len(method_b) + len(body))
-    return [header + method_b, body]
+    header = encode_header(flags, (seq & SEQ_MASK, len(method_b)), len(method_b) + size)
+    return [header + method_b, *parts]
 
 
 def encode_error(request_flags: int, seq: int, method: str | bytes, text: str) -> bytes:

@@ -8,6 +8,7 @@ return plain data; ``bytes`` values in it are encoded the same way on the way ou
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -37,8 +38,11 @@ class RpcMethod:
 MethodTable = Mapping[str, Method]
 
 
-def decode_params(codec: Codec, method: Method, body: bytes | memoryview) -> dict[str, Any]:
-    """The request body as a params dict; empty bodies, ``[]``, ``{}`` and ``null`` mean none."""
+async def decode_params(codec: Codec, method: Method, body: bytes | memoryview) -> dict[str, Any]:
+    """The request body as a params dict; empty bodies, ``[]``, ``{}`` and ``null`` mean none.
+
+    Object bytes are converted a step at a time, yielding to the event loop between steps.
+    """
     if len(body) == 0:
         return {}
     try:
@@ -55,10 +59,16 @@ def decode_params(codec: Codec, method: Method, body: bytes | memoryview) -> dic
     params = {k if isinstance(k, str) else str(k): v for k, v in value.items()}
     for name in method.bytes_fields:
         if name in params and params[name] is not None:
-            try:
-                params[name] = codec.to_bytes(params[name], name)
-            except CodecError as exc:
-                raise S3RpcError(ErrorCode.INVALID_REQUEST, str(exc)) from None
+            steps = codec.to_bytes_steps(params[name], name)
+            while True:
+                try:
+                    next(steps)
+                except StopIteration as done:
+                    params[name] = done.value
+                    break
+                except CodecError as exc:
+                    raise S3RpcError(ErrorCode.INVALID_REQUEST, str(exc)) from None
+                await asyncio.sleep(0)
     return params
 
 
@@ -72,3 +82,13 @@ def resolve(table: MethodTable, request: Request) -> tuple[Codec, Method]:
         shown = request.method if request.method.isprintable() else repr(request.method)
         raise S3RpcError(ErrorCode.UNKNOWN_METHOD, f"method '{shown[:200]}' is not served here")
     return codec, method
+
+
+async def encode_result(codec: Codec, result: Any) -> list[bytes | bytearray | memoryview]:
+    """The body of a successful answer as buffers, yielding to the event loop between steps."""
+    parts: list[bytes | bytearray | memoryview] = []
+    for part in codec.encode_parts(result):
+        parts.append(part)
+        if len(parts) > 1:
+            await asyncio.sleep(0)
+    return parts

@@ -35,7 +35,7 @@ from s3rpc.config import ListenAddress, RpcConfig
 from s3rpc.errors import ErrorCode, S3RpcError
 from s3rpc.goridge import NEED_DATA, Frame, FrameDecoder, ProtocolError, Request, parse_request
 from s3rpc.goridge.rpc import encode_error, encode_response
-from s3rpc.server.dispatch import MethodTable, decode_params, resolve
+from s3rpc.server.dispatch import MethodTable, decode_params, encode_result, resolve
 from s3rpc.server.metrics import Metrics
 
 READ_CHUNK = 256 * 1024
@@ -280,13 +280,13 @@ class Connection:
         outcome = "ok"
         try:
             codec, method = resolve(self.table, request)
-            params = decode_params(codec, method, request.body)
+            params = await decode_params(codec, method, request.body)
             result = await method.handler(params)
             del params
-            body = codec.encode(result)
+            parts = await encode_result(codec, result)
             del result
-            buffers = encode_response(request.flags, request.seq, request.method_raw, body)
-            del body
+            buffers = encode_response(request.flags, request.seq, request.method_raw, parts)
+            del parts
         except S3RpcError as exc:
             outcome = exc.code.value
             buffers = _error_frame(request, exc)
@@ -325,7 +325,7 @@ class Connection:
 
     # --- writing -------------------------------------------------------------------------
 
-    def _write(self, buffers: list[bytes]) -> int:
+    def _write(self, buffers: list[bytes | bytearray | memoryview]) -> int:
         if self.closed or self.lost or self.writer.is_closing():
             return 0
         self.writer.writelines(buffers)
@@ -583,7 +583,7 @@ class RpcServer:
                 os.unlink(self.address.path)
 
 
-def _error_frame(request: Request, error: S3RpcError) -> list[bytes]:
+def _error_frame(request: Request, error: S3RpcError) -> list[bytes | bytearray | memoryview]:
     return [encode_error(request.flags, request.seq, request.method_raw, error.wire_text())]
 
 
