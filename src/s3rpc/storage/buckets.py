@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Self
 import aioboto3  # type: ignore[import-untyped, unused-ignore]
 import structlog
 from aiobotocore.config import AioConfig  # type: ignore[import-untyped, unused-ignore]
+from botocore.exceptions import ClientError  # type: ignore[import-untyped, unused-ignore]
 
 from s3rpc.config import (
     BucketConfig,
@@ -36,7 +37,7 @@ from s3rpc.config import (
 )
 from s3rpc.errors import ErrorCode, S3RpcError
 from s3rpc.storage.pathnames import join_key, validate_pathname
-from s3rpc.storage.translate import s3_errors
+from s3rpc.storage.translate import client_error_parts, s3_errors
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3.client import S3Client
@@ -45,6 +46,12 @@ log = structlog.get_logger(__name__)
 
 MAX_POOL_CONNECTIONS = 512
 MIN_POOL_CONNECTIONS = 10
+#: Seconds a cancelled or timed-out multipart call may spend after its deadline: waiting for a
+#: CreateMultipartUpload's id and aborting the upload, together. Below the RPC server's
+#: CLOSE_GRACE, so shutdown's wait for cancelled calls covers it.
+CLEANUP_GRACE = 1.5
+#: Seconds shutdown spends retrying the aborts of still-tracked uploads (all concurrently).
+SHUTDOWN_ABORT_TIMEOUT = 3.0
 
 
 @dataclass(eq=False)
@@ -107,7 +114,12 @@ class _Upload:
 
 
 class UploadTracker:
-    """Multipart uploads started and not yet completed or aborted."""
+    """Multipart uploads started and not yet completed or aborted.
+
+    Every abort is bounded: a call's cleanup by :data:`CLEANUP_GRACE`, the shutdown retry by
+    :data:`SHUTDOWN_ABORT_TIMEOUT`. An upload whose abort failed stays tracked, is logged with
+    its upload id, and is tried once more by :meth:`abort_all` at shutdown.
+    """
 
     def __init__(self) -> None:
         self._uploads: set[_Upload] = set()
@@ -121,25 +133,53 @@ class UploadTracker:
     def discard(self, client: S3Client, bucket: str, key: str, upload_id: str) -> None:
         self._uploads.discard(_Upload(client, bucket, key, upload_id))
 
-    async def abort_all(self) -> None:
+    async def abort(
+        self, client: S3Client, bucket: str, key: str, upload_id: str, seconds: float
+    ) -> bool:
+        """AbortMultipartUpload within ``seconds``; True when the upload is gone."""
+        upload = _Upload(client, bucket, key, upload_id)
+        if await _abort(upload, seconds):
+            self._uploads.discard(upload)
+            return True
+        return False
+
+    async def abort_all(self, timeout: float = SHUTDOWN_ABORT_TIMEOUT) -> None:
+        """Abort every tracked upload once, all at once, within ``timeout`` seconds in total."""
         uploads, self._uploads = list(self._uploads), set()
-        if uploads:
-            log.warning("aborting unfinished multipart uploads", count=len(uploads))
-        await asyncio.gather(*(_abort(upload) for upload in uploads))
+        if not uploads:
+            return
+        log.warning("aborting unfinished multipart uploads", count=len(uploads))
+        results = await asyncio.gather(*(_abort(upload, timeout) for upload in uploads))
+        left = [upload.upload_id for upload, gone in zip(uploads, results, strict=True) if not gone]
+        if left:
+            log.error("multipart uploads left open", count=len(left), upload_ids=left[:100])
 
 
-async def _abort(upload: _Upload) -> None:
+async def _abort(upload: _Upload, seconds: float) -> bool:
+    """Abort one upload; True when it is gone (also when S3 no longer knows it)."""
     try:
-        with s3_errors("abort multipart upload", physical_bucket=upload.bucket):
-            await upload.client.abort_multipart_upload(
-                Bucket=upload.bucket, Key=upload.key, UploadId=upload.upload_id
-            )
+        async with asyncio.timeout(seconds):
+            with s3_errors("abort multipart upload", physical_bucket=upload.bucket):
+                await upload.client.abort_multipart_upload(
+                    Bucket=upload.bucket, Key=upload.key, UploadId=upload.upload_id
+                )
     except S3RpcError as exc:
-        log.warning(
-            "could not abort multipart upload",
-            s3_bucket=upload.bucket,
-            error=exc.wire_text(),
-        )
+        cause = exc.__cause__
+        if isinstance(cause, ClientError) and client_error_parts(cause)[1] == "NoSuchUpload":
+            return True  # completed after all, or already aborted: nothing is left open
+        error = exc.wire_text()
+    except TimeoutError:
+        error = f"no answer within {seconds:g}s"
+    else:
+        return True
+    log.warning(
+        "could not abort multipart upload",
+        s3_bucket=upload.bucket,
+        key=upload.key,
+        upload_id=upload.upload_id,
+        error=error,
+    )
+    return False
 
 
 def _client_identity(server: ServerConfig, endpoint: str) -> str:

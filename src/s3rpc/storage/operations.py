@@ -12,17 +12,18 @@ and are tracked by the manager so that shutdown aborts whatever is still unfinis
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
+import structlog
+
 from s3rpc.budget import reserve
 from s3rpc.errors import ErrorCode, S3RpcError
-from s3rpc.storage.buckets import Bucket, BucketManager, UploadTracker
+from s3rpc.storage.buckets import CLEANUP_GRACE, Bucket, BucketManager, UploadTracker
 from s3rpc.storage.mime import guess_mime_type
 from s3rpc.storage.models import (
     MAX_LIST_KEYS,
@@ -39,6 +40,8 @@ from s3rpc.storage.translate import s3_errors
 if TYPE_CHECKING:
     from types_aiobotocore_s3.client import S3Client
     from types_aiobotocore_s3.type_defs import CompletedPartTypeDef
+
+log = structlog.get_logger(__name__)
 
 GIB = 1024**3
 MAX_PARTS = 10_000
@@ -178,6 +181,25 @@ class _PartReader(io.RawIOBase):
         return len(self._view)
 
 
+async def _cleanup(work: Coroutine[Any, Any, object]) -> None:
+    """Run bounded cleanup to its end even if the caller is cancelled meanwhile.
+
+    The cancellation that triggered the cleanup (deadline, disconnect, shutdown) must not cut it
+    short; ``work`` bounds itself by :data:`CLEANUP_GRACE`. A cancellation arriving meanwhile is
+    re-raised afterwards.
+    """
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    task.result()
+
+
 class _Multipart:
     """One multipart upload: created, tracked, and either completed or aborted — never left over.
 
@@ -202,12 +224,10 @@ class _Multipart:
             self._client.create_multipart_upload(Bucket=self._bucket, Key=self._key, **self._extra)
         )
         try:
+            # Shielded so that a cancelled create can still tell us what to abort.
             created = await asyncio.shield(create)
         except asyncio.CancelledError:
-            # The server may already have created the upload: wait for its id, then remove it.
-            with contextlib.suppress(BaseException):
-                self._started((await create)["UploadId"])
-                await self._abort()
+            await _cleanup(self._abandon(create))
             raise
         self._started(created["UploadId"])
         return self
@@ -218,21 +238,33 @@ class _Multipart:
 
     async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         if not self._done:
-            await self._abort()
-
-    async def _abort(self) -> None:
-        # Shielded: a cancelled or timed-out call must still remove its parts.
-        abort = asyncio.ensure_future(
-            self._client.abort_multipart_upload(
-                Bucket=self._bucket, Key=self._key, UploadId=self._upload_id
+            await _cleanup(
+                self._tracker.abort(
+                    self._client, self._bucket, self._key, self._upload_id, CLEANUP_GRACE
+                )
             )
-        )
+
+    async def _abandon(self, create: asyncio.Future[Any]) -> None:
+        """After a cancelled create: wait briefly for the upload's id, then abort it."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + CLEANUP_GRACE
         try:
-            await asyncio.shield(abort)
-        except BaseException:
-            # Still tracked: the manager retries on shutdown. The original error wins.
+            async with asyncio.timeout_at(end):
+                upload_id = (await create)["UploadId"]
+        except TimeoutError:
+            log.warning(
+                "multipart upload may be left open",
+                s3_bucket=self._bucket,
+                key=self._key,
+                reason=f"CreateMultipartUpload unanswered {CLEANUP_GRACE:g}s after cancellation",
+            )
             return
-        self._tracker.discard(self._client, self._bucket, self._key, self._upload_id)
+        except Exception:
+            return  # the create failed: nothing to remove
+        self._started(upload_id)
+        await self._tracker.abort(
+            self._client, self._bucket, self._key, upload_id, max(0.0, end - loop.time())
+        )
 
     async def upload(self, number: int, body: Any) -> None:
         response = await self._client.upload_part(

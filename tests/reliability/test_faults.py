@@ -1,0 +1,254 @@
+"""Storage faults between the daemon and S3, injected by the fault proxy, seen through the socket.
+
+After every fault: the call got a coded error (or succeeded through botocore's retry, and then
+the data is right), no multipart upload is left open, a Move/Copy source is never lost, no
+partial object exists (a key is absent or holds exactly the full bytes), and the next call on
+the same connection succeeds. Plus the deadline regressions of issue 7 defect 5: stalled
+CreateMultipartUpload / CompleteMultipartUpload / AbortMultipartUpload answer OPERATION_TIMEOUT
+within the deadline plus a fixed grace, and shutdown stays bounded with an abort that hangs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import structlog
+
+from conftest import START_TIMEOUT
+from reliability.conftest import proxied_daemon_config
+from reliability.faultproxy import Fault, FaultProxy, Match
+from s3rpc.app import App
+from s3rpc.client import AsyncClient, RpcError
+from s3rpc.config import config_from_mapping
+from s3rpc.storage.buckets import CLEANUP_GRACE, SHUTDOWN_ABORT_TIMEOUT
+
+MIB = 1024 * 1024
+PART = 5 * MIB
+BIG = (
+    bytes(hashlib.sha256(str(i).encode()).digest()[i % 32] for i in range(256)) * (11 * MIB // 256)
+    + b"tail"
+)
+SMALL = b"small object \x00\xff" * 64
+#: Margin on top of the documented bounds for a loaded 2-core machine (correctness, not speed).
+SLACK = 4.0
+#: Codes a failed call may answer with after a storage fault.
+FAULT_CODES = {"S3_OPERATION_FAILED", "OPERATION_TIMEOUT"}
+
+
+@dataclass
+class Daemon:
+    app: App
+    task: asyncio.Task[None]
+    address: str
+    physical: dict[str, str]
+
+    async def stop(self) -> float:
+        """Request shutdown; the seconds until the daemon's task ended."""
+        started = time.monotonic()
+        self.app.request_shutdown()
+        await asyncio.wait_for(asyncio.shield(self.task), timeout=60)
+        return time.monotonic() - started
+
+
+@contextlib.asynccontextmanager
+async def proxied_daemon(
+    proxy: FaultProxy,
+    physical_buckets: Callable[..., str],
+    buckets: dict[str, dict[str, Any]],
+    server: dict[str, Any] | None = None,
+    **sections: Any,
+) -> AsyncIterator[Daemon]:
+    """An in-process daemon talking S3 through ``proxy``; the test may stop it itself."""
+    physical = {}
+    for name, spec in buckets.items():
+        spec.setdefault("bucket", physical_buckets(name[:20]))
+        physical[name] = spec["bucket"]
+    config = config_from_mapping(proxied_daemon_config(proxy.endpoint, buckets, server, **sections))
+    app = App(config)
+    task = asyncio.create_task(app.run(install_signals=False))
+    started = asyncio.ensure_future(app.started.wait())
+    await asyncio.wait({task, started}, timeout=START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+    if not app.started.is_set():
+        started.cancel()
+        task.cancel()
+        raise TimeoutError("daemon did not start")
+    assert app.server is not None
+    daemon = Daemon(app, task, app.server.bound, physical)
+    try:
+        yield daemon
+    finally:
+        if not task.done():
+            proxy.clear()
+            await daemon.stop()
+
+
+def open_uploads(s3_admin: Any, bucket: str) -> list[dict[str, Any]]:
+    uploads: list[dict[str, Any]] = s3_admin.list_multipart_uploads(Bucket=bucket).get(
+        "Uploads", []
+    )
+    return uploads
+
+
+def object_bytes(s3_admin: Any, bucket: str, key: str) -> bytes | None:
+    try:
+        body: bytes = s3_admin.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except s3_admin.exceptions.NoSuchKey:
+        return None
+    return body
+
+
+def assert_absent_or_whole(s3_admin: Any, bucket: str, key: str, content: bytes) -> bytes | None:
+    found = object_bytes(s3_admin, bucket, key)
+    assert found is None or found == content, f"partial object at {key}: {len(found)} bytes"
+    return found
+
+
+async def assert_no_open_upload(s3_admin: Any, bucket: str) -> None:
+    """No multipart upload left open; a cleanup may still be running for up to its grace."""
+    for _ in range(int((CLEANUP_GRACE + 2) / 0.1)):
+        if not open_uploads(s3_admin, bucket):
+            return
+        await asyncio.sleep(0.1)
+    assert open_uploads(s3_admin, bucket) == []
+
+
+async def expect_code(call: Any, code: str) -> float:
+    """Await ``call``; it must fail with ``code``. The seconds it took."""
+    started = time.monotonic()
+    with pytest.raises(RpcError) as info:
+        await call
+    assert info.value.code == code, str(info.value)
+    return time.monotonic() - started
+
+
+async def write(client: AsyncClient, pathname: str, content: bytes, bucket: str = "data") -> Any:
+    return await client.call(
+        "s3.Write", {"bucket": bucket, "pathname": pathname, "content": content}, timeout=60
+    )
+
+
+def log_events(logs: list[dict[str, Any]], event: str) -> list[dict[str, Any]]:
+    return [entry for entry in logs if entry.get("event") == event]
+
+
+# --- defect 5: multipart create/complete/abort bounded by the deadlines -----------------------
+
+DEADLINE = 2.0
+STALL_SERVER = {"read_timeout": 30}  # botocore would wait far past the deadline
+
+
+def deadline_buckets() -> dict[str, dict[str, Any]]:
+    return {
+        "data": {
+            "part_size": PART,
+            "operation_timeout": DEADLINE,
+            "max_concurrent_operations": 1,
+        }
+    }
+
+
+async def test_stalled_create_answers_operation_timeout_within_deadline_and_frees_the_slot(
+    fault_proxy: FaultProxy, physical_buckets: Callable[..., str], s3_admin: Any
+) -> None:
+    async with proxied_daemon(
+        fault_proxy, physical_buckets, deadline_buckets(), STALL_SERVER
+    ) as daemon:
+        bucket = daemon.physical["data"]
+        stall = fault_proxy.add_fault(Fault("stall", Match(op="CreateMultipartUpload")))
+        async with await AsyncClient.connect(daemon.address) as client:
+            with structlog.testing.capture_logs() as logs:
+                took = await expect_code(write(client, "big.bin", BIG), "OPERATION_TIMEOUT")
+            assert stall.applied == 1
+            assert took < DEADLINE + CLEANUP_GRACE + SLACK
+            left = log_events(logs, "multipart upload may be left open")
+            assert [entry["key"] for entry in left] == ["big.bin"]
+            assert left[0]["s3_bucket"] == bucket
+            # max_concurrent_operations is 1: this call needs the slot the stalled one held.
+            assert (await write(client, "small.bin", SMALL))["success"] is True
+            assert (await write(client, "big.bin", BIG))["size"] == len(BIG)
+        assert object_bytes(s3_admin, bucket, "big.bin") == BIG
+        await assert_no_open_upload(s3_admin, bucket)
+
+
+async def test_stalled_complete_answers_operation_timeout_and_aborts_the_upload(
+    fault_proxy: FaultProxy, physical_buckets: Callable[..., str], s3_admin: Any
+) -> None:
+    async with proxied_daemon(
+        fault_proxy, physical_buckets, deadline_buckets(), STALL_SERVER
+    ) as daemon:
+        bucket = daemon.physical["data"]
+        fault_proxy.add_fault(Fault("stall", Match(op="CompleteMultipartUpload")))
+        async with await AsyncClient.connect(daemon.address) as client:
+            took = await expect_code(write(client, "big.bin", BIG), "OPERATION_TIMEOUT")
+            assert took < DEADLINE + CLEANUP_GRACE + SLACK
+            assert open_uploads(s3_admin, bucket) == []  # aborted before the answer
+            assert object_bytes(s3_admin, bucket, "big.bin") is None
+            assert (await write(client, "small.bin", SMALL))["success"] is True
+        assert fault_proxy.stats.count("AbortMultipartUpload") == 1
+
+
+async def test_stalled_abort_is_logged_with_its_id_and_retried_at_shutdown(
+    fault_proxy: FaultProxy, physical_buckets: Callable[..., str], s3_admin: Any
+) -> None:
+    with structlog.testing.capture_logs() as logs:
+        async with proxied_daemon(
+            fault_proxy, physical_buckets, deadline_buckets(), STALL_SERVER
+        ) as daemon:
+            bucket = daemon.physical["data"]
+            fault_proxy.add_fault(Fault("stall", Match(op="CompleteMultipartUpload")))
+            fault_proxy.add_fault(Fault("stall", Match(op="AbortMultipartUpload")))
+            async with await AsyncClient.connect(daemon.address) as client:
+                took = await expect_code(write(client, "big.bin", BIG), "OPERATION_TIMEOUT")
+                assert took < DEADLINE + CLEANUP_GRACE + SLACK
+                [upload] = open_uploads(s3_admin, bucket)  # the abort did not get through
+                assert (await write(client, "small.bin", SMALL))["success"] is True
+            await daemon.stop()
+    failed = log_events(logs, "could not abort multipart upload")
+    assert [entry["upload_id"] for entry in failed] == [upload["UploadId"]]
+    assert failed[0]["key"] == "big.bin"
+    assert log_events(logs, "aborting unfinished multipart uploads")[0]["count"] == 1
+    assert open_uploads(s3_admin, bucket) == []  # the retry at shutdown removed it
+    assert object_bytes(s3_admin, bucket, "big.bin") is None
+    assert fault_proxy.stats.count("AbortMultipartUpload") == 2
+
+
+async def test_shutdown_with_an_abort_that_never_answers_stays_bounded(
+    fault_proxy: FaultProxy, physical_buckets: Callable[..., str], s3_admin: Any
+) -> None:
+    shutdown_timeout = 1.0
+    buckets = {"data": {"part_size": PART, "operation_timeout": 60}}
+    with structlog.testing.capture_logs() as logs:
+        async with proxied_daemon(
+            fault_proxy,
+            physical_buckets,
+            buckets,
+            STALL_SERVER,
+            s3={"shutdown_timeout": shutdown_timeout},
+        ) as daemon:
+            bucket = daemon.physical["data"]
+            complete = fault_proxy.add_fault(Fault("stall", Match(op="CompleteMultipartUpload")))
+            fault_proxy.add_fault(Fault("stall", Match(op="AbortMultipartUpload"), times=None))
+            client = await AsyncClient.connect(daemon.address)
+            call = asyncio.ensure_future(write(client, "big.bin", BIG))
+            for _ in range(300):  # the call is in flight, held at its Complete
+                if complete.applied:
+                    break
+                await asyncio.sleep(0.05)
+            assert complete.applied == 1
+            took = await daemon.stop()
+            with pytest.raises((RpcError, ConnectionError)):
+                await asyncio.wait_for(call, 10)
+            await client.close()
+    # Drain, cancel, the call's bounded abort, then one bounded retry at shutdown.
+    assert took < shutdown_timeout + CLEANUP_GRACE + SHUTDOWN_ABORT_TIMEOUT + SLACK
+    [upload] = open_uploads(s3_admin, bucket)
+    left = log_events(logs, "multipart uploads left open")
+    assert left[0]["upload_ids"] == [upload["UploadId"]]
+    s3_admin.abort_multipart_upload(Bucket=bucket, Key="big.bin", UploadId=upload["UploadId"])
