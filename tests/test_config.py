@@ -221,9 +221,9 @@ def test_env_vars_expand_when_loading_a_file(tmp_path: Path) -> None:
 
 
 def test_env_value_is_not_reparsed_as_yaml(tmp_path: Path) -> None:
-    path = write(tmp_path, "s3:\n  servers:\n    m:\n      region: ${REGION}\n")
-    config = load_config(path, {"REGION": "{a: 1}"})
-    assert config.s3.servers["m"].region == "{a: 1}"
+    path = write(tmp_path, "s3:\n  servers:\n    m:\n      credentials:\n        key: ${KEY}\n")
+    config = load_config(path, {"KEY": "{a: 1}"})
+    assert config.s3.servers["m"].credentials.key == "{a: 1}"
 
 
 # --- errors name the dotted key --------------------------------------------------------------

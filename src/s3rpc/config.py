@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -151,6 +152,41 @@ class MetricsConfig(_Model):
         return value
 
 
+#: botocore's own rule for a region name; anything else would fail when the client is created.
+_REGION = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?")
+
+
+def _check_region(value: str | None) -> str | None:
+    if value is not None and value != "" and not _REGION.fullmatch(value):
+        raise ValueError("must be a region name such as us-east-1 (letters, digits and '-')")
+    return value
+
+
+def _check_url(value: str) -> str:
+    """An http(s) URL with a host and a valid port, without user info, query or fragment."""
+    if not value:
+        return value
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise ValueError("must be an http:// or https:// URL with a valid host and port") from None
+    if (
+        parts.scheme.lower() not in ("http", "https")
+        or not parts.hostname
+        or not re.match(r"^https?://[^/\s]+", value, re.IGNORECASE)
+        or any(ch.isspace() for ch in value)
+    ):
+        raise ValueError("must be an http:// or https:// URL")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not contain a user name or password")
+    if parts.query or parts.fragment:
+        raise ValueError("must not contain a query or fragment")
+    if port == 0:
+        raise ValueError("must not use port 0")
+    return value.rstrip("/")
+
+
 class Credentials(_Model):
     key: str = ""
     secret: SecretStr = SecretStr("")
@@ -173,9 +209,13 @@ class ServerConfig(_Model):
     @field_validator("endpoint", "public_endpoint")
     @classmethod
     def _url(cls, value: str) -> str:
-        if value and not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
+        return _check_url(value)
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        # "" (e.g. an unset ${S3_REGION}) means the default, as it does for botocore.
+        return _check_region(value) or "us-east-1"
 
     @property
     def path_style(self) -> bool:
@@ -221,9 +261,17 @@ class BucketConfig(_Model):
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, value: str) -> str:
-        if value and not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
+        return _check_url(value)
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        return _check_region(value) or None
+
+    @field_validator("endpoint", "public_endpoint")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_url(value)
 
     @model_validator(mode="after")
     def _server_or_inline(self) -> BucketConfig:
@@ -252,12 +300,46 @@ class BucketConfig(_Model):
         return ServerConfig(**self.inline_server_fields())
 
 
+class RegisterPolicy(_Model):
+    """``s3.register``: what a bucket added at run time (``s3.RegisterBucket``) may do.
+
+    ``allowed_endpoints`` holds URL prefixes (``https://minio.example.com:9000``, matched by
+    scheme, host, port and leading path segments) or host names (``minio.example.com``, any
+    scheme and port; ``*.example.com`` for its subdomains). Empty means the endpoints of the
+    configured servers, plus AWS for a bucket given no endpoint. Link-local and cloud-metadata
+    addresses are refused whatever this list says.
+    """
+
+    allow_credentials: bool = True
+    allow_ambient_credentials: bool = False
+    allowed_endpoints: tuple[str, ...] = ()
+    max_registered: Annotated[int, Field(ge=0)] = 100
+
+    @field_validator("allowed_endpoints")
+    @classmethod
+    def _entries(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            if "://" in entry:
+                _check_url(entry)
+            elif not re.fullmatch(r"(?:\*\.)?[A-Za-z0-9_.:\[\]-]+", entry):
+                raise ValueError(
+                    "entries must be http(s):// URL prefixes or host names (e.g. *.example.com)"
+                )
+        return value
+
+
 class S3Config(_Model):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, coerce_numbers_to_str=True, populate_by_name=True
+    )
+
     default: str | None = None
     shutdown_timeout: Annotated[float, Field(ge=0)] = 30.0
     operation_timeout: PositiveFloat = 60.0
     servers: dict[str, ServerConfig] = {}
     buckets: dict[str, BucketConfig] = {}
+    # ``s3.register`` in the file; the attribute name avoids BaseModel's ``register``.
+    register_policy: RegisterPolicy = Field(default=RegisterPolicy(), alias="register")
 
     @model_validator(mode="after")
     def _references(self) -> S3Config:

@@ -131,9 +131,15 @@ async def test_bad_params_name_the_field(storage: Storage) -> None:
     assert "field 'expires_in'" in error.message
 
 
-async def test_unknown_extra_params_are_ignored(storage: Storage) -> None:
-    await storage.call("s3.Write", {"pathname": "x.txt", "content": b"x", "whatever": [1, 2]})
-    assert (await storage.call("s3.Exists", {"pathname": "x.txt", "extra": None}))["exists"]
+async def test_unknown_params_are_invalid_request_naming_the_field(storage: Storage) -> None:
+    error = await rpc_error(
+        storage, "s3.Write", {"pathname": "x.txt", "content": b"x", "whatever": [1, 2]}
+    )
+    assert error.code is ErrorCode.INVALID_REQUEST
+    assert error.message == "field 'whatever': unknown field"
+    assert not (await storage.call("s3.Exists", {"pathname": "x.txt"}))["exists"]
+    error = await rpc_error(storage, "s3.Exists", {"pathname": "x.txt", "extra": None})
+    assert error.message == "field 'extra': unknown field"
 
 
 async def test_invalid_visibility_writes_nothing(storage: Storage) -> None:

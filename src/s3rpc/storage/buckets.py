@@ -23,7 +23,10 @@ from typing import TYPE_CHECKING, Any, Self
 import aioboto3  # type: ignore[import-untyped, unused-ignore]
 import structlog
 from aiobotocore.config import AioConfig  # type: ignore[import-untyped, unused-ignore]
-from botocore.exceptions import ClientError  # type: ignore[import-untyped, unused-ignore]
+from botocore.exceptions import (  # type: ignore[import-untyped, unused-ignore]
+    BotoCoreError,
+    ClientError,
+)
 
 from s3rpc.config import (
     BucketConfig,
@@ -37,6 +40,7 @@ from s3rpc.config import (
 )
 from s3rpc.errors import ErrorCode, S3RpcError
 from s3rpc.storage.pathnames import join_key, validate_pathname
+from s3rpc.storage.policy import check_register_policy
 from s3rpc.storage.translate import client_error_parts, s3_errors
 
 if TYPE_CHECKING:
@@ -227,6 +231,7 @@ class BucketManager:
         self._clients: dict[str, S3Client] = {}
         self._buckets: dict[str, Bucket] = {}
         self._register_lock = asyncio.Lock()
+        self._registered: set[str] = set()  # names added by register(), for max_registered
         self.uploads = UploadTracker()
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -311,13 +316,23 @@ class BucketManager:
                 config = bucket_from_params(self._s3, name, fields)
             except ConfigError as exc:
                 raise S3RpcError(ErrorCode.INVALID_CONFIG, str(exc)) from None
+            # Before any client exists, so a refused bucket never sends a request.
+            await check_register_policy(self._s3, config, len(self._registered))
             resolved = resolve_bucket(self._s3, name, config)
             pools = {
                 ident: config.max_concurrent_operations
                 for ident in self._identities(resolved.server)
             }
-            bucket = await self._make_bucket(resolved, pools)
+            try:
+                bucket = await self._make_bucket(resolved, pools)
+            except (ValueError, BotoCoreError) as exc:
+                raise S3RpcError(
+                    ErrorCode.INVALID_CONFIG,
+                    "the S3 client for this bucket could not be created",
+                    type(exc).__name__,
+                ) from None
             self._buckets[name] = bucket
+            self._registered.add(name)
         log.info(
             "bucket registered",
             registered=name,

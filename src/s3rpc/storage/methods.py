@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 
 import structlog
 
-from s3rpc.config import BucketConfig
 from s3rpc.errors import ErrorCode, S3RpcError
 from s3rpc.storage import operations as ops
 from s3rpc.storage.buckets import Bucket, BucketManager
@@ -24,6 +23,7 @@ from s3rpc.storage.models import (
     BucketParams,
     CopyParams,
     ListObjectsParams,
+    NoParams,
     ObjectParams,
     PublicUrlParams,
     RegisterBucketParams,
@@ -35,8 +35,6 @@ from s3rpc.storage.models import (
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 T = TypeVar("T")
 BP = TypeVar("BP", bound=BucketParams)
-
-_BUCKET_FIELDS = frozenset(BucketConfig.model_fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,16 +107,17 @@ def build_methods(buckets: BucketManager) -> dict[str, StorageMethod]:
     """The ``s3.*`` dispatch table over an entered :class:`BucketManager`."""
 
     async def list_buckets(raw: dict[str, Any]) -> dict[str, Any]:
+        parse_params(NoParams, raw)  # refuses unknown fields like every other method
         return await ops.list_buckets(buckets)
 
     async def register_bucket(raw: dict[str, Any]) -> dict[str, Any]:
         params = parse_params(RegisterBucketParams, raw)
         structlog.contextvars.bind_contextvars(bucket=params.name)
-        # As in Go, unknown keys are ignored; null/"" mean "not given" (PHP sends every field).
+        # Unknown keys were refused by the model; null/"" mean "not given" (PHP may send both).
         fields = {
             key: value
             for key, value in params.bucket_fields().items()
-            if key in _BUCKET_FIELDS and value is not None and value != ""
+            if value is not None and value != ""
         }
         await buckets.register(params.name, fields)
         return {"success": True, "message": "Bucket registered successfully"}

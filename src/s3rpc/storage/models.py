@@ -1,27 +1,118 @@
 """The PHP contract: request parameters of the ``s3.*`` methods, named as PHP sends them.
 
-Unknown keys are ignored (as the Go plugin does). ``bucket`` may be omitted or empty to mean the
-default bucket. ``visibility`` stays a plain string here so that a wrong value is reported as
-INVALID_VISIBILITY by the operation rather than as a malformed request.
+Unknown keys are refused (INVALID_REQUEST ``field 'visiblity': unknown field``): a misspelt
+optional field must not silently fall back to a default such as a bucket's public visibility.
+``null`` means "not given" for every optional field, as the PHP client may send it; ``bucket``
+may also be ``""`` for the default bucket. ``visibility`` stays a plain string here so that a
+wrong value is reported as INVALID_VISIBILITY by the operation rather than as a malformed
+request. Integers are strict: ``true``, ``"3600"`` and ``1000.0`` are not integers.
+
+Every string is length-checked with ``len()`` (constant time) *before* anything scans its
+characters, so an oversized field costs nothing however long it is.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from s3rpc.config import BucketConfig
 from s3rpc.errors import ErrorCode, S3RpcError
 
 MAX_LIST_KEYS = 1000
+#: A logical bucket name (S3's own are at most 63 characters).
+MAX_BUCKET_NAME = 255
+#: An S3 key is at most 1024 UTF-8 bytes, so a longer pathname can never be valid.
+MAX_PATHNAME_CHARS = 1024
+MAX_PREFIX_CHARS = 1024
+MAX_DELIMITER_CHARS = 1024
+MAX_CONTINUATION_TOKEN_CHARS = 4096
+MAX_VISIBILITY_CHARS = 64
+#: S3's limit on user metadata: the UTF-8 bytes of every key and value together.
+MAX_METADATA_BYTES = 2048
+#: How many characters of a client-supplied name an error message may echo.
+_SHOWN = 100
 
 
-class Params(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+def shown(value: str) -> str:
+    """A client-supplied string as an error message may quote it: short and printable."""
+    head = value[:_SHOWN]
+    text = head if head.isprintable() else repr(head)[1:-1]
+    return text + "…" if len(value) > _SHOWN else text
+
+
+def _max_chars(limit: int) -> BeforeValidator:
+    """Refuse a string longer than ``limit`` characters, in constant time (``len`` only)."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and len(value) > limit:
+            raise ValueError(f"must be at most {limit} characters")
+        return value
+
+    return BeforeValidator(check)
+
+
+def _refuse_longer(limit: int, code: ErrorCode, message: str) -> BeforeValidator:
+    """Like :func:`_max_chars`, but the refusal is ``code`` (e.g. INVALID_PATHNAME)."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and len(value) > limit:
+            raise S3RpcError(code, message)
+        return value
+
+    return BeforeValidator(check)
+
+
+def _pathname_chars(field: str, limit: int = MAX_PATHNAME_CHARS) -> BeforeValidator:
+    return _refuse_longer(
+        limit,
+        ErrorCode.INVALID_PATHNAME,
+        f"{field} is invalid: it is longer than {limit} characters",
+    )
+
+
+_VISIBILITY_CHARS = _refuse_longer(
+    MAX_VISIBILITY_CHARS,
+    ErrorCode.INVALID_VISIBILITY,
+    f"visibility must be 'public' or 'private', got {MAX_VISIBILITY_CHARS}+ characters",
+)
+
+
+BucketName = Annotated[str | None, _max_chars(MAX_BUCKET_NAME)]
+Visibility = Annotated[str | None, _VISIBILITY_CHARS]
+
+
+def _metadata_size(value: Any) -> Any:
+    # Before the type check: bounded work on an unbounded map (stops at the first excess).
+    if isinstance(value, list) and not value:
+        return None  # PHP's empty array is sent as []
+    if isinstance(value, dict):
+        total = 0
+        for key, item in value.items():
+            total += (len(key) if isinstance(key, str) else 0) + (
+                len(item) if isinstance(item, str) else 0
+            )
+            if total > MAX_METADATA_BYTES:
+                raise ValueError(
+                    f"user metadata must be at most {MAX_METADATA_BYTES} bytes "
+                    "(keys and values together)"
+                )
+    return value
 
 
 def _metadata(value: dict[str, str] | None) -> dict[str, str] | None:
-    # User metadata travels as HTTP headers (x-amz-meta-*): printable ASCII only.
+    # User metadata travels as HTTP headers (x-amz-meta-*): printable ASCII only, so the
+    # character count checked above is also the byte count S3 limits.
     if value is None:
         return None
     for key, item in value.items():
@@ -34,59 +125,87 @@ def _metadata(value: dict[str, str] | None) -> dict[str, str] | None:
     return value
 
 
+Metadata = Annotated[dict[str, str] | None, BeforeValidator(_metadata_size)]
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Keys accepted besides the model's fields (RegisterBucket's bucket fields).
+    extra_keys: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        # Stops at the first unknown key: a map of a million keys costs no more than one.
+        if isinstance(data, dict):
+            for key in data:
+                if key not in cls.model_fields and key not in cls.extra_keys:
+                    name = shown(key) if isinstance(key, str) else repr(key)[:_SHOWN]
+                    raise S3RpcError(ErrorCode.INVALID_REQUEST, f"field '{name}': unknown field")
+        return data
+
+
 class NoParams(Params):
     pass
 
 
 class RegisterBucketParams(Params):
-    # Everything except ``name`` is a BucketConfig field, validated by bucket_from_params.
+    """``name`` plus the fields of a bucket (validated by ``bucket_from_params``)."""
+
     model_config = ConfigDict(extra="allow", frozen=True)
-    name: str = Field(min_length=1)
+    extra_keys: ClassVar[frozenset[str]] = frozenset(BucketConfig.model_fields)
+    name: Annotated[str, _max_chars(MAX_BUCKET_NAME), Field(min_length=1)]
 
     def bucket_fields(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
 
 
 class BucketParams(Params):
-    bucket: str | None = None
+    bucket: BucketName = None
 
 
 class ObjectParams(BucketParams):
-    pathname: str
+    pathname: Annotated[str, _pathname_chars("pathname")]
 
 
 class WriteParams(ObjectParams):
     content: bytes
-    visibility: str | None = None
-    config: dict[str, str] | None = None
+    visibility: Visibility = None
+    config: Metadata = None
 
     _check_config = field_validator("config")(_metadata)
 
 
 class PublicUrlParams(ObjectParams):
-    expires_in: int = 0
+    expires_in: StrictInt = 0
+
+    @field_validator("expires_in", mode="before")
+    @classmethod
+    def _none_is_zero(cls, value: Any) -> Any:
+        return 0 if value is None else value
 
 
 class SetVisibilityParams(ObjectParams):
-    visibility: str
+    visibility: Annotated[str, _VISIBILITY_CHARS]
 
 
 class CopyParams(Params):
-    source_bucket: str | None = None
-    source_pathname: str
-    dest_bucket: str | None = None
-    dest_pathname: str
-    visibility: str | None = None
-    config: dict[str, str] | None = None
+    source_bucket: BucketName = None
+    source_pathname: Annotated[str, _pathname_chars("source_pathname")]
+    dest_bucket: BucketName = None
+    dest_pathname: Annotated[str, _pathname_chars("dest_pathname")]
+    visibility: Visibility = None
+    config: Metadata = None
 
     _check_config = field_validator("config")(_metadata)
 
 
 class ListObjectsParams(BucketParams):
-    prefix: str = ""
-    delimiter: str = ""
-    max_keys: int = Field(default=MAX_LIST_KEYS, ge=0)
-    continuation_token: str = ""
+    prefix: Annotated[str, _pathname_chars("prefix", MAX_PREFIX_CHARS)] = ""
+    delimiter: Annotated[str, _max_chars(MAX_DELIMITER_CHARS)] = ""
+    max_keys: Annotated[StrictInt, Field(ge=0)] = MAX_LIST_KEYS
+    continuation_token: Annotated[str, _max_chars(MAX_CONTINUATION_TOKEN_CHARS)] = ""
 
     @field_validator("prefix", "delimiter", "continuation_token", mode="before")
     @classmethod
@@ -96,8 +215,10 @@ class ListObjectsParams(BucketParams):
     @field_validator("max_keys", mode="before")
     @classmethod
     def _zero_is_default(cls, value: Any) -> Any:
-        # Go's omitempty: 0 (or null) means "not given".
-        return MAX_LIST_KEYS if value is None or value == 0 else value
+        # Go's omitempty: 0 (or null) means "not given". ``False == 0``, so test the type.
+        if value is None or (type(value) is int and value == 0):
+            return MAX_LIST_KEYS
+        return value
 
 
 P = TypeVar("P", bound=Params)
@@ -110,9 +231,11 @@ def parse_params(model: type[P], params: dict[str, Any]) -> P:
     except ValidationError as exc:
         errors = exc.errors(include_input=False, include_url=False, include_context=False)
         first = errors[0]
-        loc = ".".join(str(part) for part in first["loc"]) or "params"
+        loc = ".".join(shown(str(part)) for part in first["loc"]) or "params"
         message = first["msg"].removeprefix("Value error, ")
         if first["type"] == "missing":
             message = "required field is missing"
+        elif first["type"] == "extra_forbidden":
+            message = "unknown field"
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise S3RpcError(ErrorCode.INVALID_REQUEST, f"field '{loc}': {message}{more}") from None

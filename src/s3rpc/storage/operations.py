@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 import structlog
+from botocore.exceptions import ClientError  # type: ignore[import-untyped, unused-ignore]
 
 from s3rpc.budget import reserve
 from s3rpc.errors import ErrorCode, S3RpcError
 from s3rpc.storage.buckets import CLEANUP_GRACE, Bucket, BucketManager, UploadTracker
+from s3rpc.storage.endpoints import same_service
 from s3rpc.storage.mime import guess_mime_type
 from s3rpc.storage.models import (
     MAX_LIST_KEYS,
@@ -35,7 +37,7 @@ from s3rpc.storage.models import (
     WriteParams,
 )
 from s3rpc.storage.pathnames import join_key, strip_prefix, validate_list_prefix
-from s3rpc.storage.translate import s3_errors
+from s3rpc.storage.translate import client_error_parts, s3_errors
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3.client import S3Client
@@ -594,9 +596,37 @@ async def _multipart_copy(
         await upload.complete()
 
 
+async def same_object(source: Bucket, source_key: str, dest: Bucket, dest_key: str) -> bool:
+    """Whether two (bucket, key) pairs name one physical object.
+
+    Decided by the S3 service each bucket's endpoint reaches, the physical bucket and the key —
+    not by client identity: two logical buckets that differ only in ``read_timeout``, reach one
+    server as ``localhost`` and ``127.0.0.1``, or were registered as twins have different clients
+    for the very same object.
+    """
+    if source.physical != dest.physical or source_key != dest_key:
+        return False
+    if source.client is dest.client:
+        return True
+    return await same_service(source.server, dest.server)
+
+
 async def copy(manager: BucketManager, source: Bucket, dest: Bucket, params: CopyParams) -> Result:
     source_key = source.key(params.source_pathname, "source_pathname")
     dest_key = dest.key(params.dest_pathname, "dest_pathname")
+    onto_itself = await same_object(source, source_key, dest, dest_key)
+    return await _copy(manager, source, source_key, dest, dest_key, params, onto_itself)
+
+
+async def _copy(
+    manager: BucketManager,
+    source: Bucket,
+    source_key: str,
+    dest: Bucket,
+    dest_key: str,
+    params: CopyParams,
+    onto_itself: bool,
+) -> Result:
     visibility = _visibility(params.visibility, dest)
     source_name = _named(params.source_pathname, source)
     with s3_errors(f"read copy source {source_name}", physical_bucket=source.physical):
@@ -604,14 +634,15 @@ async def copy(manager: BucketManager, source: Bucket, dest: Bucket, params: Cop
     size = int(head.get("ContentLength", 0))
     content_type = head.get("ContentType") or guess_mime_type(params.source_pathname)
     metadata = dict(params.config) if params.config is not None else dict(head.get("Metadata", {}))
-    same_client = source.client is dest.client
-    onto_itself = same_client and source.physical == dest.physical and source_key == dest_key
+    # Onto itself, the destination's client reaches the source too: copy server-side, never
+    # by streaming an object onto itself.
+    server_side = onto_itself or source.client is dest.client
     acl = _acl(dest, visibility)
     extra: dict[str, Any] = {"ContentType": content_type, "Metadata": metadata, **acl}
 
     what = f"copy {source_name} to {_named(params.dest_pathname, dest)}"
     with s3_errors(what, physical_bucket=dest.physical):
-        if same_client and size <= MAX_COPY_OBJECT_SIZE:
+        if server_side and size <= MAX_COPY_OBJECT_SIZE:
             args: dict[str, Any] = {
                 "Bucket": dest.physical,
                 "Key": dest_key,
@@ -625,7 +656,7 @@ async def copy(manager: BucketManager, source: Bucket, dest: Bucket, params: Cop
                     MetadataDirective="REPLACE", ContentType=content_type, Metadata=metadata
                 )
             await dest.client.copy_object(**args)
-        elif same_client:
+        elif server_side:
             await _multipart_copy(manager, source, source_key, dest, dest_key, size, extra)
         else:
             await _stream_copy(manager, source, source_key, dest, dest_key, size, extra)
@@ -638,21 +669,41 @@ async def copy(manager: BucketManager, source: Bucket, dest: Bucket, params: Cop
     }
 
 
+def _refused_by_s3(exc: BaseException) -> bool:
+    """True only when S3 answered with a 4xx: the request was definitely not applied."""
+    cause = exc.__cause__
+    if not isinstance(cause, ClientError):
+        return False
+    status, _ = client_error_parts(cause)
+    return 400 <= status < 500
+
+
 async def move(manager: BucketManager, source: Bucket, dest: Bucket, params: CopyParams) -> Result:
-    result = await copy(manager, source, dest, params)
+    """Copy, then delete the source — unless both name one object (then only the copy runs,
+    which rewrites the object's metadata and visibility as Copy onto itself does)."""
     source_key = source.key(params.source_pathname, "source_pathname")
     dest_key = dest.key(params.dest_pathname, "dest_pathname")
-    if source.client is dest.client and source.physical == dest.physical and source_key == dest_key:
-        return result  # moved onto itself: deleting the "source" would delete the result
+    onto_itself = await same_object(source, source_key, dest, dest_key)
+    result = await _copy(manager, source, source_key, dest, dest_key, params, onto_itself)
+    if onto_itself:
+        return result  # deleting the "source" would delete the result
     source_name = _named(params.source_pathname, source)
+    dest_name = _named(params.dest_pathname, dest)
     try:
         with s3_errors(f"delete move source {source_name}", physical_bucket=source.physical):
             await source.client.delete_object(Bucket=source.physical, Key=source_key)
     except S3RpcError as exc:
+        if _refused_by_s3(exc):
+            outcome = f"the source {source_name} was kept because S3 refused to delete it"
+        else:
+            # A lost connection, a timeout or a 5xx: the delete may have been applied.
+            outcome = (
+                f"the source {source_name} may have been deleted: the outcome of deleting it "
+                "is unknown"
+            )
         raise S3RpcError(
             exc.code,
-            f"move: the copy {_named(params.dest_pathname, dest)} was written but the source "
-            f"{source_name} was kept because deleting it failed: {exc.message}",
+            f"move: the copy {dest_name} was written but {outcome}: {exc.message}",
             exc.details,
         ) from exc
     return result
