@@ -202,6 +202,14 @@ async def _cleanup(work: Coroutine[Any, Any, object]) -> None:
     task.result()
 
 
+def _may_have_applied(exc: Exception) -> bool:
+    """Whether a failed S3 request may have been applied: no 4xx answer came back."""
+    if isinstance(exc, ClientError):
+        status = client_error_parts(exc)[0]
+        return not 400 <= status < 500
+    return True
+
+
 class _Multipart:
     """One multipart upload: created, tracked, and either completed or aborted — never left over.
 
@@ -231,8 +239,57 @@ class _Multipart:
         except asyncio.CancelledError:
             await _cleanup(self._abandon(create))
             raise
+        except Exception as exc:
+            if _may_have_applied(exc):
+                await _cleanup(self._sweep(keep=""))
+            raise
         self._started(created["UploadId"])
+        if created.get("ResponseMetadata", {}).get("RetryAttempts"):
+            # An earlier attempt may have created an upload whose answer was lost.
+            await _cleanup(self._sweep(keep=self._upload_id))
         return self
+
+    async def _sweep(self, keep: str) -> None:
+        """Abort this key's uploads other than ``keep``, left by a create whose answer was lost.
+
+        S3 gives no way to tell them from a concurrent writer's upload of the very same key;
+        that writer would get an error (NoSuchUpload), never a partial object.
+        """
+        loop = asyncio.get_running_loop()
+        end = loop.time() + CLEANUP_GRACE
+        try:
+            async with asyncio.timeout_at(end):
+                with s3_errors("list multipart uploads", physical_bucket=self._bucket):
+                    listed = await self._client.list_multipart_uploads(
+                        Bucket=self._bucket, Prefix=self._key
+                    )
+        except (TimeoutError, S3RpcError):
+            log.warning(
+                "multipart upload may be left open",
+                s3_bucket=self._bucket,
+                key=self._key,
+                reason="could not list uploads after an unanswered CreateMultipartUpload",
+            )
+            return
+        stray = [
+            upload["UploadId"]
+            for upload in listed.get("Uploads", [])
+            if upload.get("Key") == self._key and upload.get("UploadId", keep) != keep
+        ]
+        for upload_id in stray:
+            self._tracker.add(self._client, self._bucket, self._key, upload_id)
+        await asyncio.gather(
+            *(
+                self._tracker.abort(
+                    self._client,
+                    self._bucket,
+                    self._key,
+                    upload_id,
+                    max(0.0, end - loop.time()),
+                )
+                for upload_id in stray
+            )
+        )
 
     def _started(self, upload_id: str) -> None:
         self._upload_id = upload_id
