@@ -14,9 +14,9 @@ response boundaries (Content-Length, chunked, close-delimited responses, ``Expec
 
 Fault kinds:
 
-- ``refuse``: connections are closed at accept (``times`` connections; ``match`` is ignored,
-  as nothing is known at accept). Adding it also closes idle keep-alive connections so the
-  next request has to connect.
+- ``refuse``: new connections are closed at accept, and a request arriving on an older
+  keep-alive connection has it closed unanswered (``times`` counts both; ``match`` is ignored,
+  as nothing is known at accept).
 - ``reset_request``: RST (SO_LINGER 0) after the head and part of the body, nothing forwarded.
 - ``reset_response``: forwarded (the upstream applies it), RST after part of the response.
 - ``status_500`` / ``status_503``: an S3 XML error (InternalError / SlowDown), not forwarded.
@@ -206,7 +206,6 @@ class FaultProxy:
         self._thread: threading.Thread | None = None
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._idle: set[asyncio.StreamWriter] = set()
         self._stopping: asyncio.Event | None = None
         self.port = 0
 
@@ -257,16 +256,6 @@ class FaultProxy:
     def add_fault(self, fault: Fault) -> Fault:
         with self._lock:
             self._faults.append(fault)
-        if fault.kind == "refuse" and self._loop is not None:
-            done = threading.Event()
-
-            def close_idle() -> None:
-                for writer in list(self._idle):
-                    writer.close()
-                done.set()
-
-            self._loop.call_soon_threadsafe(close_idle)
-            done.wait(START_TIMEOUT)
         return fault
 
     def clear(self) -> None:
@@ -316,12 +305,8 @@ class FaultProxy:
             if self._take(lambda f: f.kind == "refuse"):
                 return
             while True:
-                self._idle.add(writer)
-                try:
-                    head = await _read_head(reader)
-                finally:
-                    self._idle.discard(writer)
-                if head is None:
+                head = await _read_head(reader)
+                if head is None or self._take(lambda f: f.kind == "refuse"):
                     return
                 with self._lock:
                     self.stats.inflight += 1

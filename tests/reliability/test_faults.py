@@ -252,3 +252,134 @@ async def test_shutdown_with_an_abort_that_never_answers_stays_bounded(
     left = log_events(logs, "multipart uploads left open")
     assert left[0]["upload_ids"] == [upload["UploadId"]]
     s3_admin.abort_multipart_upload(Bucket=bucket, Key="big.bin", UploadId=upload["UploadId"])
+
+
+# --- the fault matrix: every fault kind against every operation ---------------------------
+
+#: Fault kind -> how many matching requests get it. The daemon's ``max_attempts: 1`` lets
+#: botocore try twice (one retry), so 2 fails the call and 1 lets the retry succeed.
+KIND_TIMES = {
+    "refuse": 2,
+    "reset_request": 2,
+    "reset_response": 1,
+    "status_500": 2,
+    "status_503": 1,
+    "stall": 1,
+    "lose_response": 1,
+}
+#: (operation, S3 request the fault hits); ``refuse`` hits the next connections whatever they do.
+SCENARIOS = [
+    ("write_small", "PutObject"),
+    ("write_multipart", "UploadPart"),
+    ("read", "GetObject"),
+    ("copy", "CopyObject"),
+    ("move", "CopyObject"),
+    ("move", "DeleteObject"),
+    ("delete", "DeleteObject"),
+]
+EXTRA_SCENARIOS = {
+    # The response to a multipart step lost after S3 applied it.
+    "lose_response": [
+        ("write_multipart", "CreateMultipartUpload"),
+        ("write_multipart", "CompleteMultipartUpload"),
+    ],
+    "reset_response": [("write_multipart", "CompleteMultipartUpload")],
+}
+READ_CONTENT = bytes(range(256)) * 4096  # 1 MiB: a reset response cuts it midway
+
+
+async def run_scenario(
+    client: AsyncClient, s3_admin: Any, bucket: str, operation: str, tag: str
+) -> tuple[Any, RpcError | None, Callable[[], None]]:
+    """Run one operation; return its result or error, and a check of what S3 holds after."""
+    src, dst = f"{tag}/src.bin", f"{tag}/dst.bin"
+
+    async def attempt(method: str, params: dict[str, Any]) -> tuple[Any, RpcError | None]:
+        try:
+            bucket_field = "source_bucket" if "source_pathname" in params else "bucket"
+            return await client.call(method, {bucket_field: "data", **params}, timeout=60), None
+        except RpcError as exc:
+            return None, exc
+
+    if operation in ("write_small", "write_multipart"):
+        content = SMALL if operation == "write_small" else BIG
+        result, error = await attempt("s3.Write", {"pathname": dst, "content": content})
+
+        def check() -> None:
+            found = assert_absent_or_whole(s3_admin, bucket, dst, content)
+            if error is None:
+                assert result["size"] == len(content)
+                assert found == content
+
+        return result, error, check
+
+    s3_admin.put_object(Bucket=bucket, Key=src, Body=READ_CONTENT)
+    if operation == "read":
+        result, error = await attempt("s3.Read", {"pathname": src})
+
+        def check() -> None:
+            assert object_bytes(s3_admin, bucket, src) == READ_CONTENT
+            if error is None:
+                assert result["content"] == READ_CONTENT
+
+        return result, error, check
+
+    if operation == "delete":
+        result, error = await attempt("s3.Delete", {"pathname": src})
+
+        def check() -> None:
+            found = assert_absent_or_whole(s3_admin, bucket, src, READ_CONTENT)
+            if error is None:
+                assert found is None
+
+        return result, error, check
+
+    method = "s3.Copy" if operation == "copy" else "s3.Move"
+    params = {"source_pathname": src, "dest_bucket": "data", "dest_pathname": dst}
+    result, error = await attempt(method, params)
+
+    def check() -> None:
+        source = assert_absent_or_whole(s3_admin, bucket, src, READ_CONTENT)
+        dest = assert_absent_or_whole(s3_admin, bucket, dst, READ_CONTENT)
+        assert source is not None or dest is not None, "the source was lost"
+        if operation == "copy":
+            assert source is not None
+        if error is None:
+            assert dest == READ_CONTENT
+            if operation == "move":
+                assert source is None
+
+    return result, error, check
+
+
+@pytest.mark.parametrize("kind", list(KIND_TIMES))
+async def test_fault_gives_coded_error_or_right_data_and_leaves_nothing_behind(
+    kind: str, fault_proxy: FaultProxy, physical_buckets: Callable[..., str], s3_admin: Any
+) -> None:
+    # The stall must outlast the deadline; the other faults must not race it.
+    timeout = DEADLINE if kind == "stall" else 30
+    buckets = {"data": {"part_size": PART, "operation_timeout": timeout}}
+    async with proxied_daemon(fault_proxy, physical_buckets, buckets) as daemon:
+        bucket = daemon.physical["data"]
+        async with await AsyncClient.connect(daemon.address) as client:
+            scenarios = SCENARIOS + EXTRA_SCENARIOS.get(kind, [])
+            for number, (operation, s3_op) in enumerate(scenarios):
+                tag = f"{number}-{operation}-{s3_op}"
+                match = None if kind == "refuse" else Match(op=s3_op)
+                fault = fault_proxy.add_fault(Fault(kind, match, times=KIND_TIMES[kind]))
+                _result, error, check = await run_scenario(client, s3_admin, bucket, operation, tag)
+                fault_proxy.clear()
+                assert fault.applied >= 1, f"{tag}: the fault hit nothing ({error}, {_result})"
+                if error is not None:
+                    assert error.code in FAULT_CODES, f"{tag}: {error}"
+                    if kind == "stall":
+                        assert error.code == "OPERATION_TIMEOUT", f"{tag}: {error}"
+                check()
+                await assert_no_open_upload(s3_admin, bucket)
+                # The same connection keeps serving.
+                after = await client.call(
+                    "s3.Write", {"bucket": "data", "pathname": f"{tag}/next", "content": SMALL}
+                )
+                assert after["success"] is True
+                read = await client.call("s3.Read", {"bucket": "data", "pathname": f"{tag}/next"})
+                assert read["content"] == SMALL
