@@ -172,16 +172,22 @@ class Stats:
     peak_inflight: int = 0
     connections: int = 0
     log: collections.deque[Request] = field(default_factory=lambda: collections.deque(maxlen=20000))
+    #: The proxy updates the counters under this lock (its loop runs in another thread).
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def _items(self) -> list[tuple[tuple[str, str], int]]:
+        with self.lock:
+            return list(self.requests.items())
 
     def by_method(self) -> dict[str, int]:
         counts: collections.Counter[str] = collections.Counter()
-        for (method, _op), n in list(self.requests.items()):
+        for (method, _op), n in self._items():
             counts[method] += n
         return dict(counts)
 
     def by_op(self) -> dict[str, int]:
         counts: collections.Counter[str] = collections.Counter()
-        for (_method, op), n in list(self.requests.items()):
+        for (_method, op), n in self._items():
             counts[op] += n
         return dict(counts)
 
@@ -201,7 +207,7 @@ class FaultProxy:
         self._upstream = (parts.hostname, parts.port)
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
-        self.stats = Stats()
+        self.stats = Stats(lock=self._lock)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.AbstractServer | None = None
@@ -265,7 +271,7 @@ class FaultProxy:
     def reset_stats(self) -> None:
         with self._lock:
             inflight = self.stats.inflight
-            self.stats = Stats(inflight=inflight, peak_inflight=inflight)
+            self.stats = Stats(inflight=inflight, peak_inflight=inflight, lock=self._lock)
 
     # -- the loop thread --------------------------------------------------------------------
 
