@@ -158,7 +158,7 @@ _REGION = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?")
 
 def _check_region(value: str | None) -> str | None:
     if value is not None and value != "" and not _REGION.fullmatch(value):
-        raise ValueError("must be a region name such as us-east-1 (letters, digits and '-')")
+        raise ValueError("must be a region name such as us-east-1: letters, digits and '-'")
     return value
 
 
@@ -323,7 +323,8 @@ class RegisterPolicy(_Model):
                 _check_url(entry)
             elif not re.fullmatch(r"(?:\*\.)?[A-Za-z0-9_.:\[\]-]+", entry):
                 raise ValueError(
-                    "entries must be http(s):// URL prefixes or host names (e.g. *.example.com)"
+                    "entries must be http:// or https:// URL prefixes "
+                    "or host names like *.example.com"
                 )
         return value
 

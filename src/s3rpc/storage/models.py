@@ -104,8 +104,8 @@ def _metadata_size(value: Any) -> Any:
             )
             if total > MAX_METADATA_BYTES:
                 raise ValueError(
-                    f"user metadata must be at most {MAX_METADATA_BYTES} bytes "
-                    "(keys and values together)"
+                    f"user metadata must be at most {MAX_METADATA_BYTES} bytes, "
+                    "keys and values together"
                 )
     return value
 

@@ -43,15 +43,15 @@ def check_credentials(policy: RegisterPolicy, bucket: BucketConfig) -> None:
     given = creds is not None and (creds.key != "" or creds.secret.get_secret_value() != "")
     if given and not policy.allow_credentials:
         raise _refuse(
-            "credentials: inline credentials are not allowed (s3.register.allow_credentials "
-            "is false); reference a configured server with 'server'"
+            "credentials: inline credentials are not allowed: s3.register.allow_credentials "
+            "is false; reference a configured server with 'server'"
         )
     if given and creds is not None and (not creds.key or not creds.secret.get_secret_value()):
         raise _refuse("credentials: both 'key' and 'secret' are required")
     if not given and not policy.allow_ambient_credentials:
         raise _refuse(
-            "credentials: a registered bucket needs 'credentials' or a configured 'server' "
-            "(s3.register.allow_ambient_credentials is false)"
+            "credentials: a registered bucket needs 'credentials' or a configured 'server', "
+            "as s3.register.allow_ambient_credentials is false"
         )
 
 
@@ -111,8 +111,8 @@ def check_endpoint_allowed(s3: S3Config, server: ServerConfig) -> Endpoint | Non
                 )
     if not allowed:
         raise _refuse(
-            "endpoint: not allowed for a registered bucket (s3.register.allowed_endpoints; "
-            "empty allows only the endpoints of configured servers)"
+            "endpoint: not allowed for a registered bucket by s3.register.allowed_endpoints, "
+            "which when empty allows only the endpoints of configured servers"
         )
     return endpoint
 
@@ -137,8 +137,8 @@ async def check_not_internal(url: str, *, timeout: float = RESOLVE_TIMEOUT) -> N
             raise _refuse("endpoint: its host name could not be resolved") from None
     if any(forbidden_address(ip) for ip in addresses):
         raise _refuse(
-            "endpoint: link-local and cloud metadata addresses are never allowed "
-            "(169.254.0.0/16, fe80::/10, ...)"
+            "endpoint: link-local and cloud metadata addresses such as 169.254.0.0/16 "
+            "and fe80::/10 are never allowed"
         )
 
 
@@ -147,8 +147,8 @@ async def check_register_policy(s3: S3Config, bucket: BucketConfig, registered: 
     policy = s3.register_policy
     if registered >= policy.max_registered:
         raise _refuse(
-            f"name: {registered} buckets are already registered "
-            f"(s3.register.max_registered is {policy.max_registered})"
+            f"name: {registered} buckets are already registered, "
+            f"the limit set by s3.register.max_registered"
         )
     check_credentials(policy, bucket)
     if bucket.server is not None:
