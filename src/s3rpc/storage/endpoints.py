@@ -204,11 +204,16 @@ async def same_service(a: ServerConfig, b: ServerConfig) -> bool:
     if one.port != two.port or one.path != two.path:
         return False
     try:
-        left = {_normal_ip(ip) for ip in await resolve(one.host, one.port)}
-        right = {_normal_ip(ip) for ip in await resolve(two.host, two.port)}
+        return bool(await _addresses(one) & await _addresses(two))
     except (OSError, TimeoutError, ValueError):
         return True
-    return bool(left & right)
+
+
+async def _addresses(endpoint: Endpoint) -> set[str]:
+    """Normalised addresses of an endpoint's host (LOOPBACK for any loopback one)."""
+    if endpoint.host == LOOPBACK or host_address(endpoint.host) is not None:
+        return {endpoint.host}  # already an address, normalised
+    return {_normal_ip(ip) for ip in await resolve(endpoint.host, endpoint.port)}
 
 
 def forbidden_address(ip: IPAddress) -> bool:
