@@ -110,6 +110,7 @@ async def settle(value: Callable[[], int], quiet: float, timeout: float) -> int:
 # --- 1,000 connections x 20 calls ---------------------------------------------------------------
 
 
+@pytest.mark.timeout(300)
 async def test_thousand_connections_all_answered_and_bucket_concurrency_capped(
     spawn_daemon: SpawnDaemon,  # noqa: F811
     proxy: CountingProxy,
