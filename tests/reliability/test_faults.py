@@ -52,8 +52,13 @@ class Daemon:
     async def stop(self) -> float:
         """Request shutdown; the seconds until the daemon's task ended."""
         started = time.monotonic()
-        self.app.request_shutdown()
-        await asyncio.wait_for(asyncio.shield(self.task), timeout=60)
+        if not self.app.should_exit.is_set():  # a second request would force os._exit
+            self.app.request_shutdown()
+        try:
+            await asyncio.wait_for(asyncio.shield(self.task), timeout=60)
+        except TimeoutError:
+            self.task.cancel()
+            raise
         return time.monotonic() - started
 
 
