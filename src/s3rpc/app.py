@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import gc
 import logging
 import os
 import resource
 import signal
 import sys
+import time
 from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
 from typing import Any
@@ -52,6 +55,7 @@ class App:
 
     async def run(self, *, install_signals: bool = True) -> None:
         raise_fd_limit()
+        tune_allocator()
         loop = asyncio.get_running_loop()
         if install_signals:
             for sig in HANDLED_SIGNALS:
@@ -67,6 +71,9 @@ class App:
                     self.metrics_address = _serve_metrics(metrics, self.config.metrics.address)
                     stack.callback(metrics.stop_http)
                     log.info("metrics_listening", address=f"http://{self.metrics_address}/metrics")
+                stack.push_async_callback(
+                    _cancel, asyncio.create_task(_return_memory_when_quiet(self.server))
+                )
                 notify("READY=1")
                 self.started.set()
                 for callback in self._on_ready:
@@ -80,6 +87,74 @@ class App:
                     with contextlib.suppress(Exception):
                         loop.remove_signal_handler(sig)
         log.info("exited")
+
+
+#: When RSS has grown this much and the burst is over, free memory goes back to the OS.
+TRIM_AFTER_BYTES = 32 * 1024 * 1024
+_M_MMAP_THRESHOLD = -3
+
+
+def _libc() -> Any:
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (macOS, musl): nothing to tune
+        return None
+
+
+def tune_allocator() -> None:
+    """Large buffers (payloads, bodies) get their own mappings, returned to the OS when freed.
+
+    glibc otherwise raises its mmap threshold after the first large free, and big buffers
+    then stay in the heap, so RSS after a burst of large calls would never come down.
+    """
+    libc = _libc()
+    if libc is not None:
+        with contextlib.suppress(AttributeError, OSError):
+            libc.mallopt(_M_MMAP_THRESHOLD, 256 * 1024)
+
+
+def _rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+async def _return_memory_when_quiet(server: RpcServer, interval: float = 2.0) -> None:
+    """After a burst (RSS well above where it was), give the heap's free pages back.
+
+    Large buffers are returned by themselves (see :func:`tune_allocator`); this catches what
+    many medium ones left behind, e.g. S3 responses abandoned by cancelled calls.
+    """
+    trim = getattr(_libc(), "malloc_trim", None)
+    baseline = _rss_bytes()
+    if trim is None or baseline is None:
+        return
+    idle = baseline
+    last = time.monotonic()
+    budget = server.state.budget
+    while True:
+        await asyncio.sleep(interval)
+        if budget.used > TRIM_AFTER_BYTES // 8:
+            continue  # a burst is under way
+        rss = _rss_bytes() or 0
+        now = time.monotonic()
+        grown = rss - baseline > TRIM_AFTER_BYTES
+        quiet = not server.state.calls and rss - idle > TRIM_AFTER_BYTES and now - last > 10
+        if grown or quiet:
+            # Cancelled calls leave reference cycles (exception, traceback, frames) that can
+            # keep their buffers alive until the next full collection: collect them first.
+            gc.collect()
+            trim(0)
+            baseline, last = _rss_bytes() or rss, now
+            log.debug("memory_trimmed", rss_before=rss, rss_after=baseline)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def raise_fd_limit() -> None:

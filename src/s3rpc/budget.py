@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 from contextvars import ContextVar
 
 
@@ -59,7 +60,8 @@ class ByteBudget:
             if waiter.done() and not waiter.cancelled():
                 self.release(size)  # granted just before the cancellation arrived
             else:
-                self._waiters.remove(entry)
+                with contextlib.suppress(ValueError):  # _wake may have dropped it already
+                    self._waiters.remove(entry)
                 self._wake()
             raise
 
@@ -87,11 +89,14 @@ class ByteBudget:
 class Ledger:
     """What one call holds of the budget; released in one go when its response is sent."""
 
-    __slots__ = ("_budget", "held")
+    __slots__ = ("_budget", "held", "scale")
 
     def __init__(self, budget: ByteBudget) -> None:
         self._budget = budget
         self.held = 0
+        #: Memory per body byte while the answer is encoded (JSON holds the body and its
+        #: base64 text at once); set by the RPC edge, which knows the codec.
+        self.scale = 1.0
 
     async def acquire(self, size: int) -> None:
         await self._budget.acquire(size, own=self.held)
@@ -100,6 +105,14 @@ class Ledger:
     def force(self, size: int) -> None:
         self._budget.force(size)
         self.held += size
+
+    def settle(self, size: int) -> None:
+        """What the call holds is now exactly ``size`` bytes (e.g. its encoded answer)."""
+        if size > self.held:
+            self.force(size - self.held)
+        elif size < self.held:
+            self._budget.release(self.held - size)
+            self.held = size
 
     def release(self) -> None:
         held, self.held = self.held, 0
@@ -117,4 +130,4 @@ async def reserve(size: int) -> None:
     """
     ledger = current_ledger.get()
     if ledger is not None and size > 0:
-        await ledger.acquire(size)
+        await ledger.acquire(int(size * ledger.scale))

@@ -47,6 +47,8 @@ def _run(steps: Generator[None, None, Any]) -> Any:
 class Codec:
     name: ClassVar[str]
     flag: ClassVar[Flag]
+    #: Peak memory per byte of a large bytes value while an answer carrying it is encoded.
+    encoding_overhead: ClassVar[float] = 1.0
 
     def decode(self, body: bytes | memoryview) -> Any:
         raise NotImplementedError
@@ -81,6 +83,7 @@ def _bytes_as_base64(value: Any) -> str:
 class JsonCodec(Codec):
     name = "json"
     flag = Flag.JSON
+    encoding_overhead = 1 + 4 / 3  # the bytes and their base64 text
 
     def decode(self, body: bytes | memoryview) -> Any:
         try:

@@ -127,7 +127,12 @@ class Connection:
                     if not incoming.held:
                         incoming.force(len(frame.payload))
                     ledger, incoming = incoming, Ledger(self.state.budget)
-                    if not await self._admit():
+                    try:
+                        admitted = await self._admit()
+                    except BaseException:
+                        ledger.release()
+                        raise
+                    if not admitted:
                         ledger.release()
                         if self.lost:
                             return
@@ -215,7 +220,7 @@ class Connection:
         while True:
             if self.stop.is_set():
                 return False
-            if self.writer.transport.get_write_buffer_size() > self.config.max_unsent_bytes:
+            if self._unsent() > self.config.max_unsent_bytes:
                 if not await self._unless_stopped(self._flush()):
                     return False
                 continue
@@ -232,14 +237,16 @@ class Connection:
     async def _unless_stopped(self, work: Awaitable[Any]) -> bool:
         """Await ``work`` unless :attr:`stop` is set first; True if it completed."""
         task = asyncio.ensure_future(work)
+        task.add_done_callback(_retrieve)
         if not task.done() and not self.stop.is_set():
             stopper = asyncio.ensure_future(self.stop.wait())
             try:
                 await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 stopper.cancel()
+                if not task.done():
+                    task.cancel()
         if not task.done():
-            task.cancel()
             await asyncio.wait({task})
         return not task.cancelled() and task.exception() is None
 
@@ -257,9 +264,11 @@ class Connection:
         self.state.total_calls += 1
         if self.state.metrics is not None:
             self.state.metrics.in_flight.inc()
-        task.add_done_callback(self._call_done)
+        task.add_done_callback(lambda done: self._call_done(done, ledger))
 
-    def _call_done(self, task: asyncio.Task[None]) -> None:
+    def _call_done(self, task: asyncio.Task[None], ledger: Ledger) -> None:
+        if task.cancelled():
+            ledger.release()  # also when it was cancelled before it ever ran
         self.calls.discard(task)
         self.state.calls.discard(task)
         self.slots.release()
@@ -280,6 +289,7 @@ class Connection:
         outcome = "ok"
         try:
             codec, method = resolve(self.table, request)
+            ledger.scale = codec.encoding_overhead
             params = await decode_params(codec, method, request.body)
             result = await method.handler(params)
             del params
@@ -303,7 +313,12 @@ class Connection:
             log.exception("handler_failed", peer=self.peer)
             buffers = _error_frame(request, _INTERNAL)
         del request
-        ledger.force(sum(len(b) for b in buffers))
+        # From here the call holds its encoded answer (the decoded object is gone).
+        ledger.settle(size_in + sum(len(b) for b in buffers))
+        if self._unsent() > self.config.max_unsent_bytes:
+            # Keep the answer here rather than in the transport: uvloop does not give a
+            # flooded transport's memory back when the connection is lost (uvloop#548).
+            await self._unless_stopped(self._flush())
         sent = self._write(buffers)
         del buffers
         self._log_call(name, started, outcome, size_in, sent)
@@ -324,6 +339,9 @@ class Connection:
             self.state.metrics.call_finished(method, outcome, seconds, size_in, size_out)
 
     # --- writing -------------------------------------------------------------------------
+
+    def _unsent(self) -> int:
+        return self.writer.transport.get_write_buffer_size()
 
     def _write(self, buffers: list[bytes | bytearray | memoryview]) -> int:
         if self.closed or self.lost or self.writer.is_closing():
@@ -573,6 +591,8 @@ class RpcServer:
             "stopped",
             connections_served=state.total_connections,
             calls_served=state.total_calls,
+            payload_bytes_peak=state.budget.peak,
+            payload_bytes_held=state.budget.used,
         )
 
     def _remove_own_socket(self) -> None:
@@ -581,6 +601,12 @@ class RpcServer:
         with contextlib.suppress(OSError):
             if os.stat(self.address.path).st_ino == self._unix_inode:
                 os.unlink(self.address.path)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark a helper task's failure as seen: its caller judges the outcome, not asyncio."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _error_frame(request: Request, error: S3RpcError) -> list[bytes | bytearray | memoryview]:
