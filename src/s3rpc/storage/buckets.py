@@ -207,7 +207,7 @@ def client_config(server: ServerConfig, *, endpoint: str, pool: int) -> Any:
     """The botocore settings of a client for ``server`` talking to ``endpoint``."""
     options: dict[str, Any] = {
         "signature_version": "s3v4",
-        "retries": {"mode": "standard", "max_attempts": server.max_attempts},
+        "retries": {"mode": "standard", "total_max_attempts": server.max_attempts},
         "connect_timeout": server.connect_timeout,
         "read_timeout": server.read_timeout,
         "max_pool_connections": max(MIN_POOL_CONNECTIONS, min(pool, MAX_POOL_CONNECTIONS)),
