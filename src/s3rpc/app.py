@@ -57,6 +57,7 @@ class App:
         raise_fd_limit()
         tune_allocator()
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(_log_loop_exception)
         if install_signals:
             for sig in HANDLED_SIGNALS:
                 loop.add_signal_handler(sig, self.request_shutdown, sig)
@@ -155,6 +156,21 @@ async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def _log_loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """What asyncio would print to stderr (e.g. a library's unretrieved task error), as one
+    structured line; a traceback only for errors that are not about a lost connection."""
+    exc = context.get("exception")
+    if isinstance(exc, asyncio.CancelledError):
+        return
+    fields: dict[str, Any] = {"reason": str(context.get("message", ""))}
+    if exc is not None:
+        fields["error"] = type(exc).__name__
+    if exc is None or isinstance(exc, ConnectionError | TimeoutError):
+        log.warning("loop_exception", **fields)
+    else:
+        log.error("loop_exception", exc_info=exc, **fields)
 
 
 def raise_fd_limit() -> None:
