@@ -468,6 +468,7 @@ class RpcServer:
         )
         self._server: asyncio.Server | None = None
         self._unix_inode: int | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
         self.address: ListenAddress = config.address
         self.max_connections = config.max_connections
 
@@ -513,6 +514,9 @@ class RpcServer:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer = _peer_name(writer)
         conn = Connection(reader, writer, self.table, self.config, state, peer)
+        handler = asyncio.current_task()
+        if handler is not None:
+            self._handlers.add(handler)
         state.connections.add(conn)
         state.total_connections += 1
         if state.metrics is not None:
@@ -523,6 +527,8 @@ class RpcServer:
             await conn.serve()
         finally:
             state.connections.discard(conn)
+            if handler is not None:
+                self._handlers.discard(handler)
             if state.metrics is not None:
                 state.metrics.connections.dec()
 
@@ -580,9 +586,12 @@ class RpcServer:
                 [asyncio.ensure_future(conn.close()) for conn in connections],
                 timeout=CLOSE_GRACE + 1,
             )
-        for conn in connections:
-            if not conn.closed:
-                conn.abort()
+        # Also those whose own close() still waits for a client that does not read: their
+        # handlers must end here, not be cancelled by the event loop's exit (a traceback).
+        for conn in list(state.connections):
+            conn.abort()
+        if self._handlers:
+            await asyncio.wait(set(self._handlers), timeout=CLOSE_GRACE)
         if self._server is not None:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), timeout=CLOSE_GRACE)
