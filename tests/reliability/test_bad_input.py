@@ -405,3 +405,25 @@ async def test_one_connection_survives_every_bad_input_in_a_row(conn: Conn) -> N
     assert all(a.is_error for a in answers)
     assert not any(a.text.startswith("INTERNAL_ERROR") for a in answers)
     await conn.usable()
+
+
+# --- found by the fuzzer ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [b"\xa3\xff\xfe\xfd", b"\xa3a\x00b", b"\xa2a\n"],
+    ids=["invalid UTF-8", "NUL", "newline"],
+)
+async def test_registerbucket_refuses_names_json_and_logs_cannot_carry(
+    conn: Conn, name: bytes
+) -> None:
+    """A msgpack name that is not UTF-8 was registered; s3.ListBuckets under JSON then answered
+    INTERNAL_ERROR for everyone, and the call's log line raised (surrogates in JSON)."""
+    body = b"\x83\xa4name" + name + b"\xa6server\xa5local\xa6bucket\xa4phys"
+    text = await conn.error("s3.RegisterBucket", body, wire.MSGPACK_FLAG)
+    assert text.startswith("INVALID_REQUEST: field 'name'"), text
+    listed = await conn.send("s3.ListBuckets", b"")
+    assert not listed.is_error, listed.text
+    assert orjson.loads(listed.body)["buckets"] == ["other", "tenant"]
+    await conn.usable()

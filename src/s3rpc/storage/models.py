@@ -150,12 +150,17 @@ class NoParams(Params):
     pass
 
 
+_NAME = r"^[^\x00-\x1f\x7f]+$"  # no control characters
+
+
 class RegisterBucketParams(Params):
     """``name`` plus the fields of a bucket (validated by ``bucket_from_params``)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
     extra_keys: ClassVar[frozenset[str]] = frozenset(BucketConfig.model_fields)
-    name: Annotated[str, _max_chars(MAX_BUCKET_NAME), Field(min_length=1)]
+    # The pattern also refuses text that is not UTF-8 (msgpack's surrogate escapes), which
+    # JSON answers (s3.ListBuckets) and JSON log lines could not carry.
+    name: Annotated[str, _max_chars(MAX_BUCKET_NAME), Field(min_length=1, pattern=_NAME)]
 
     def bucket_fields(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
