@@ -53,6 +53,7 @@ ANSWER_TIMEOUT = 60.0
 CLOSE_TIMEOUT = 20.0
 START_TIMEOUT = 30.0
 BATCH = 48
+PROGRESS_EVERY = 100_000
 TERMINAL_RATE = 0.03  # share of frames that break the framing or end mid-frame
 KNOWN_CODES = frozenset(
     {
@@ -796,6 +797,8 @@ async def fuzz_connection(
             unit = gen.unit()
             sent += 1
             summary.frames += 1
+            if summary.frames % PROGRESS_EVERY == 0:
+                print(f"... {summary.frames} frames", file=sys.stderr, flush=True)
             fate = classify(unit)
             if fate.kind == "request":
                 summary.requests += 1
@@ -929,8 +932,12 @@ sys.exit(serve(config, on_ready=ready))
 
 @contextlib.contextmanager
 def moto_server() -> Iterator[str]:
+    import logging
+
     from moto.server import ThreadedMotoServer
 
+    # one line per S3 request, and a traceback per moto bug (bogus continuation tokens)
+    logging.getLogger("werkzeug").setLevel(logging.CRITICAL)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
