@@ -72,11 +72,11 @@ async def exists_works(daemon: RunningDaemon) -> None:
 
 async def test_half_a_frame_is_closed_after_read_timeout(start: StartDaemon) -> None:
     daemon = await start(read_timeout=1)
-    reader, writer = await open_connection(daemon.address)
+    reader, writer = await asyncio.wait_for(open_connection(daemon.address), WAIT)
     whole = frame("s3.Exists", {"pathname": "a"})
     started = time.monotonic()
     writer.write(whole[: len(whole) // 2])
-    await writer.drain()
+    await asyncio.wait_for(writer.drain(), WAIT)
     assert await closed_by_server(reader)
     elapsed = time.monotonic() - started
     writer.close()
@@ -87,7 +87,7 @@ async def test_half_a_frame_is_closed_after_read_timeout(start: StartDaemon) -> 
 
 async def test_byte_by_byte_trickle_cannot_extend_read_timeout(start: StartDaemon) -> None:
     daemon = await start(read_timeout=1)
-    reader, writer = await open_connection(daemon.address)
+    reader, writer = await asyncio.wait_for(open_connection(daemon.address), WAIT)
     whole = frame("s3.Exists", {"pathname": "trickle"})  # ~60 bytes: 6 s at 10 bytes/s
     sent = 0
 
@@ -96,7 +96,7 @@ async def test_byte_by_byte_trickle_cannot_extend_read_timeout(start: StartDaemo
         with contextlib.suppress(ConnectionError, OSError):
             for byte in whole:
                 writer.write(bytes([byte]))
-                await writer.drain()
+                await asyncio.wait_for(writer.drain(), WAIT)
                 sent += 1
                 await asyncio.sleep(0.1)
 
@@ -129,9 +129,9 @@ async def test_idle_timeout_zero_keeps_an_idle_connection(start: StartDaemon) ->
 
 async def test_idle_connection_is_closed_after_idle_timeout(start: StartDaemon) -> None:
     daemon = await start(idle_timeout=1)
-    reader, writer = await open_connection(daemon.address)
+    reader, writer = await asyncio.wait_for(open_connection(daemon.address), WAIT)
     writer.write(frame("s3.Exists", {"pathname": "x"}))
-    await writer.drain()
+    await asyncio.wait_for(writer.drain(), WAIT)
     answer = await asyncio.wait_for(reader.read(65536), WAIT)
     assert answer, "no answer"
     started = time.monotonic()
@@ -171,10 +171,10 @@ async def test_connection_beyond_max_connections_is_closed_at_once_and_logged(
                 "exists"
             ] is False
         with structlog.testing.capture_logs() as logs:
-            reader, writer = await open_connection(daemon.address)
+            reader, writer = await asyncio.wait_for(open_connection(daemon.address), WAIT)
             writer.write(frame("s3.Exists", {"pathname": "a"}))
             with contextlib.suppress(ConnectionError):
-                await writer.drain()
+                await asyncio.wait_for(writer.drain(), WAIT)
             assert await closed_by_server(reader, timeout=5)
             writer.close()
         refused = [e for e in logs if e["event"] == "connection_refused"]

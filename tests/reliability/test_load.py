@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import random
 import resource
+import signal
 import socket
 import struct
 import time
@@ -182,7 +183,7 @@ def memory_bounded_config(endpoint: str, bucket: str) -> dict[str, Any]:
         endpoint,
         {"uploads": {"bucket": bucket}},
         rpc={"max_inflight_bytes": MAX_INFLIGHT, "max_unsent_bytes": MAX_UNSENT},
-        logs={"level": "warning", "format": "json"},
+        logs={"level": "info", "format": "json"},
     )
 
 
@@ -334,7 +335,15 @@ async def test_pipelined_40mb_writes_wait_for_the_byte_budget_and_all_complete(
         assert flags & 0x40 == 0, (name, result)
         assert result["success"] is True, (name, result)
         assert result["size"] == WRITE_SIZE, (name, result)
-    assert sampler.growth < RSS_GROWTH_BOUND
+    # A 40 MB write is in memory twice for a moment (frame payload and decoded content); the
+    # budget counts it once. Without the budget 24 of them pinned 1.9 GB.
+    assert sampler.growth < 2 * MAX_INFLIGHT + 100 * MIB
+    daemon.signal(signal.SIGTERM)
+    assert await asyncio.to_thread(daemon.wait, 30) == 0
+    stopped = [e for e in daemon.log_events() if e.get("event") == "stopped"]
+    assert stopped, daemon.output[-2000:]
+    print(f"budget peak {stopped[0]['payload_bytes_peak'] / MIB:.1f} MiB")
+    assert stopped[0]["payload_bytes_peak"] <= MAX_INFLIGHT
     for name, digest in expected.items():
         obj = admin.get_object(Bucket=bucket, Key=name)
         assert obj["ContentLength"] == WRITE_SIZE
@@ -344,11 +353,11 @@ async def test_pipelined_40mb_writes_wait_for_the_byte_budget_and_all_complete(
 
 async def read_answer(reader: asyncio.StreamReader, timeout: float) -> tuple[int, int, bytes]:
     """One response frame: (seq, flags, body)."""
-    header = await asyncio.wait_for(reader.readexactly(16), timeout)
+    header = await asyncio.wait_for(reader.readexactly(20), timeout)  # 12 bytes + 2 options
     flags = header[1]
     length = int.from_bytes(header[2:6], "little")
-    seq = int.from_bytes(header[8:12], "little")
-    method_len = int.from_bytes(header[12:16], "little")
+    seq = int.from_bytes(header[12:16], "little")
+    method_len = int.from_bytes(header[16:20], "little")
     payload = await asyncio.wait_for(reader.readexactly(length), timeout)
     return seq, flags, payload[method_len:]
 

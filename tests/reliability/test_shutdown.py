@@ -165,7 +165,7 @@ async def test_frames_sent_after_sigterm_on_an_open_connection_are_answered_shut
 ) -> None:
     daemon = spawn(spawn_daemon, counting_proxy, physical_buckets("late"), shutdown_timeout=15)
     counting_proxy.delays["PUT"] = 3.0
-    reader, writer = await open_connection(daemon.address)
+    reader, writer = await asyncio.wait_for(open_connection(daemon.address), WAIT)
     try:
         writer.write(frame("s3.Write", {"pathname": "slow.txt", "content": b"slow"}, 1))
         await wait_until(lambda: counting_proxy.count("PUT") >= 1, WAIT, "the PUT")
@@ -203,7 +203,7 @@ async def test_client_that_never_reads_cannot_hold_shutdown_past_the_timeout(
     bucket = physical_buckets("noread")
     s3_admin.put_object(Bucket=bucket, Key="big.bin", Body=random.randbytes(4 * MIB))
     daemon = spawn(spawn_daemon, counting_proxy, bucket, shutdown_timeout=SHUTDOWN_TIMEOUT)
-    conns = [await open_connection(daemon.address) for _ in range(3)]
+    conns = [await asyncio.wait_for(open_connection(daemon.address), WAIT) for _ in range(3)]
     try:
         for _, writer in conns:
             writer.write(
