@@ -116,7 +116,7 @@ class AsyncClient:
         if isinstance(result, dict):
             for name in BYTES_RESULT_FIELDS:
                 if name in result and result[name] is not None:
-                    result[name] = chosen.to_bytes(result[name], name)
+                    result[name] = bytes(chosen.to_bytes(result[name], name))
         return result
 
     async def _read_loop(self) -> None:

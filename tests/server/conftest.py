@@ -35,8 +35,8 @@ async def bytes_echo(params: dict[str, Any]) -> Any:
     content = params.get("content")
     return {
         "content": content,
-        "type": type(content).__name__,
-        "size": len(content) if isinstance(content, bytes) else None,
+        "type": "bytes" if isinstance(content, bytearray) else type(content).__name__,
+        "size": len(content) if isinstance(content, bytes | bytearray) else None,
     }
 
 

@@ -122,6 +122,11 @@ class FrameDecoder:
         return self._header[1] if self._header is not None else 0
 
     @property
+    def frame_flags(self) -> int:
+        """The flags of the frame being received (0 if no header is in)."""
+        return self._header[0] if self._header is not None else 0
+
+    @property
     def idle(self) -> bool:
         """True when no byte of a next frame has been received."""
         return self._header is None and not self._buf

@@ -38,10 +38,10 @@ class RpcMethod:
 MethodTable = Mapping[str, Method]
 
 
-async def decode_params(codec: Codec, method: Method, body: bytes | memoryview) -> dict[str, Any]:
-    """The request body as a params dict; empty bodies, ``[]``, ``{}`` and ``null`` mean none.
+def decode_body(codec: Codec, body: bytes | memoryview) -> dict[str, Any]:
+    """The request body as a map of fields; empty bodies, ``[]``, ``{}`` and ``null`` mean none.
 
-    Object bytes are converted a step at a time, yielding to the event loop between steps.
+    Object bytes are still in the codec's form: see :func:`bytes_fields`.
     """
     if len(body) == 0:
         return {}
@@ -56,7 +56,12 @@ async def decode_params(codec: Codec, method: Method, body: bytes | memoryview) 
             ErrorCode.INVALID_REQUEST,
             f"params must be a map of named fields, got {type(value).__name__}",
         )
-    params = {k if isinstance(k, str) else str(k): v for k, v in value.items()}
+    return {k if isinstance(k, str) else str(k): v for k, v in value.items()}
+
+
+async def bytes_fields(codec: Codec, method: Method, params: dict[str, Any]) -> dict[str, Any]:
+    """Convert the method's object-bytes fields in place, a step at a time, yielding to the
+    event loop between steps."""
     for name in method.bytes_fields:
         if name in params and params[name] is not None:
             steps = codec.to_bytes_steps(params[name], name)
@@ -70,6 +75,11 @@ async def decode_params(codec: Codec, method: Method, body: bytes | memoryview) 
                     raise S3RpcError(ErrorCode.INVALID_REQUEST, str(exc)) from None
                 await asyncio.sleep(0)
     return params
+
+
+async def decode_params(codec: Codec, method: Method, body: bytes | memoryview) -> dict[str, Any]:
+    """:func:`decode_body` then :func:`bytes_fields`."""
+    return await bytes_fields(codec, method, decode_body(codec, body))
 
 
 def resolve(table: MethodTable, request: Request) -> tuple[Codec, Method]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import resource
 import socket
@@ -33,9 +34,18 @@ import structlog
 from s3rpc.budget import ByteBudget, Ledger, current_ledger
 from s3rpc.config import ListenAddress, RpcConfig
 from s3rpc.errors import ErrorCode, S3RpcError
-from s3rpc.goridge import NEED_DATA, Frame, FrameDecoder, ProtocolError, Request, parse_request
+from s3rpc.goridge import (
+    NEED_DATA,
+    CodecError,
+    Frame,
+    FrameDecoder,
+    ProtocolError,
+    Request,
+    codec_for_flags,
+    parse_request,
+)
 from s3rpc.goridge.rpc import encode_error, encode_response
-from s3rpc.server.dispatch import MethodTable, decode_params, encode_result, resolve
+from s3rpc.server.dispatch import MethodTable, bytes_fields, decode_body, encode_result, resolve
 from s3rpc.server.metrics import Metrics
 
 READ_CHUNK = 256 * 1024
@@ -49,6 +59,7 @@ _STOPPED = S3RpcError(ErrorCode.SHUTTING_DOWN, "the daemon stopped before this c
 _NOT_STARTED = S3RpcError(
     ErrorCode.SHUTTING_DOWN, "the daemon is shutting down and did not start this call"
 )
+_NO_BODY = memoryview(b"")
 #: The outcome logged for calls cancelled because their client went away.
 DISCONNECTED = "DISCONNECTED"
 log = structlog.get_logger("s3rpc.server")
@@ -143,12 +154,15 @@ class Connection:
                 if decoder.idle:
                     frame_started = None
                 size = decoder.frame_length
-                # Reserve a large payload before receiving it, not after.
+                # Reserve a large payload before receiving it, not after: the frame and what
+                # the codec decodes from it exist side by side for a moment.
                 if (
                     size > READ_CHUNK
                     and not incoming.held
                     and not self.draining
-                    and not await self._unless_stopped(incoming.acquire(size))
+                    and not await self._unless_stopped(
+                        incoming.acquire(int(size * _decoding_overhead(decoder.frame_flags)))
+                    )
                     and self.lost
                 ):
                     return
@@ -290,7 +304,12 @@ class Connection:
         try:
             codec, method = resolve(self.table, request)
             ledger.scale = codec.encoding_overhead
-            params = await decode_params(codec, method, request.body)
+            fields = decode_body(codec, request.body)
+            # The payload is decoded: let it go before object bytes are converted.
+            request = dataclasses.replace(request, body=_NO_BODY)
+            params = await bytes_fields(codec, method, fields)
+            del fields
+            ledger.settle(size_in)
             result = await method.handler(params)
             del params
             parts = await encode_result(codec, result)
@@ -610,6 +629,13 @@ class RpcServer:
         with contextlib.suppress(OSError):
             if os.stat(self.address.path).st_ino == self._unix_inode:
                 os.unlink(self.address.path)
+
+
+def _decoding_overhead(flags: int) -> float:
+    try:
+        return codec_for_flags(flags).decoding_overhead
+    except CodecError:
+        return 1.0  # refused unread
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:

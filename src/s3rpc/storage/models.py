@@ -20,6 +20,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
     StrictInt,
     ValidationError,
     field_validator,
@@ -174,8 +175,15 @@ class ObjectParams(BucketParams):
     pathname: Annotated[str, _pathname_chars("pathname")]
 
 
+def _object_bytes(value: Any) -> bytes | bytearray:
+    # Taken as it is: a bytearray (large JSON content, decoded in steps) is not copied.
+    if isinstance(value, bytes | bytearray):
+        return value
+    raise ValueError("must be the object's bytes")
+
+
 class WriteParams(ObjectParams):
-    content: bytes
+    content: Annotated[bytes | bytearray, PlainValidator(_object_bytes)]
     visibility: Visibility = None
     config: Metadata = None
 
