@@ -202,14 +202,10 @@ class Connection:
                 left = frame_started + config.read_timeout - now
                 timeout = left
                 if left <= 0:
-                    log.warning(
+                    self._timed_out(
                         "read_timeout",
-                        peer=self.peer,
-                        reason=f"an incomplete frame is older than {config.read_timeout:g}s",
-                        setting="rpc.read_timeout",
-                        action="closing connection",
+                        f"an incomplete frame is older than {config.read_timeout:g}s",
                     )
-                    self._drop("read timeout")
                     return None
             elif config.idle_timeout > 0:
                 if self.calls or self._unflushed:
@@ -398,14 +394,10 @@ class Connection:
                     if transport.get_write_buffer_size():
                         await asyncio.sleep(0.005)
         except TimeoutError:
-            log.warning(
+            self._timed_out(
                 "write_timeout",
-                peer=self.peer,
-                reason=f"the client accepted no answer bytes for {self.config.write_timeout:g}s",
-                setting="rpc.write_timeout",
-                action="closing connection",
+                f"the client accepted no answer bytes for {self.config.write_timeout:g}s",
             )
-            self._drop("write timeout")
             raise ConnectionResetError("write timeout") from None
 
     def _release_unflushed(self) -> None:
@@ -420,6 +412,16 @@ class Connection:
             await self.writer.wait_closed()
         if not self.closed:
             self._drop("connection lost")
+
+    def _timed_out(self, setting: str, reason: str) -> None:
+        log.warning(
+            setting,
+            peer=self.peer,
+            reason=reason,
+            setting=f"rpc.{setting}",
+            action="closing connection",
+        )
+        self._drop(setting.replace("_", " "))
 
     def _drop(self, reason: str) -> None:
         """The peer is gone or misbehaved: reset, cancel its calls, free what it held."""
