@@ -181,3 +181,11 @@ def test_tracebacks_carry_no_frame_locals(fmt: str) -> None:
         frames = line["exception"][0]["frames"]
         assert frames
         assert all("locals" not in frame for frame in frames)
+
+
+def test_a_log_line_with_text_that_is_not_utf8_is_written_escaped() -> None:
+    stream = io.StringIO()
+    configure_logging("info", "json", stream=stream)
+    structlog.get_logger("t").info("call", pathname="bad-\udcff-name")
+    line = json.loads(stream.getvalue().splitlines()[-1])
+    assert line["pathname"] == "bad-\udcff-name"

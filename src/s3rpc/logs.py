@@ -6,6 +6,7 @@ Every event passes a redaction processor that masks credential fields wherever t
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Mapping, MutableMapping
@@ -64,7 +65,11 @@ def _has_rich() -> bool:
 
 
 def _orjson_dumps(value: Any, **_: Any) -> str:
-    return orjson.dumps(value, default=str).decode()
+    try:
+        return orjson.dumps(value, default=str).decode()
+    except TypeError:
+        # Text that is not UTF-8 (a client's msgpack string): escaped, never a failed line.
+        return json.dumps(value, default=str, ensure_ascii=True)
 
 
 def configure_logging(

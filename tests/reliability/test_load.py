@@ -236,6 +236,10 @@ async def warm_idle_rss(daemon: DaemonProcess, pathname: str) -> int:
     return daemon.rss()
 
 
+#: How far above its idle RSS the daemon may stay once a burst is over.
+NEAR_IDLE = 40 * MIB
+
+
 async def rss_settles_below(daemon: DaemonProcess, bound: int, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     while (rss := daemon.rss()) > bound and time.monotonic() < deadline:
@@ -269,14 +273,15 @@ async def test_greedy_readers_that_never_read_answers_keep_daemon_memory_bounded
     for _, writer in conns:
         reset_on_close(writer.get_extra_info("socket"))
         writer.close()
-    after = await rss_settles_below(daemon, idle + 100 * MIB, timeout=20)
+    # Near idle again: the daemon hands free memory back once the burst is over.
+    after = await rss_settles_below(daemon, idle + NEAR_IDLE, timeout=20)
     print(
         f"\ngreedy: idle RSS {idle / MIB:.0f} MiB, peak growth {sampler.growth / MIB:.0f} MiB "
         f"({gets} GETs for 450 queued Reads), RSS after disconnect {after / MIB:.0f} MiB"
     )
     assert sampler.growth < RSS_GROWTH_BOUND
     assert gets < 450, "every Read was fetched although nobody reads the answers"
-    assert after < idle + 100 * MIB
+    assert after < idle + NEAR_IDLE
     client = await AsyncClient.connect(daemon.address, "msgpack", timeout=WAIT)
     try:
         read = await client.call("s3.Read", {"bucket": "uploads", "pathname": "big.bin"})
@@ -335,15 +340,17 @@ async def test_pipelined_40mb_writes_wait_for_the_byte_budget_and_all_complete(
         assert flags & 0x40 == 0, (name, result)
         assert result["success"] is True, (name, result)
         assert result["size"] == WRITE_SIZE, (name, result)
-    # A 40 MB write is in memory twice for a moment (frame payload and decoded content); the
-    # budget counts it once. Without the budget 24 of them pinned 1.9 GB.
+    # Without the budget 24 of them pinned 1.9 GB.
     assert sampler.growth < 2 * MAX_INFLIGHT + 100 * MIB
     daemon.signal(signal.SIGTERM)
     assert await asyncio.to_thread(daemon.wait, 30) == 0
     stopped = [e for e in daemon.log_events() if e.get("event") == "stopped"]
     assert stopped, daemon.output[-2000:]
     print(f"budget peak {stopped[0]['payload_bytes_peak'] / MIB:.1f} MiB")
-    assert stopped[0]["payload_bytes_peak"] <= MAX_INFLIGHT
+    # A 40 MB msgpack write reserves twice its payload (the frame and the decoded content
+    # exist side by side for a moment): more than the whole budget, so each ran alone.
+    one_write = 2 * (WRITE_SIZE + 1024)
+    assert stopped[0]["payload_bytes_peak"] <= max(MAX_INFLIGHT, one_write) + MIB
     for name, digest in expected.items():
         obj = admin.get_object(Bucket=bucket, Key=name)
         assert obj["ContentLength"] == WRITE_SIZE

@@ -336,8 +336,10 @@ class Connection:
             await self._unless_stopped(self._flush())
         sent = self._write(buffers)
         del buffers
-        self._log_call(name, started, outcome, size_in, sent)
-        self._sent(ledger)
+        try:
+            self._log_call(name, started, outcome, size_in, sent)
+        finally:
+            self._sent(ledger)
 
     def _log_call(
         self, method: str, started: float, outcome: str, size_in: int, size_out: int
