@@ -1,22 +1,17 @@
-"""Configuration: a RoadRunner-style ``.rr.yaml`` read into frozen, validated models.
+"""Configuration models: the frozen, validated sections of ``.rr.yaml`` and their shared checks.
 
-Only the ``rpc``, ``s3``, ``logs`` and ``metrics`` sections are read; other top-level sections of a
-RoadRunner config (``version``, ``http``, ``server``, …) are ignored. ``$VAR``, ``${VAR}`` and
-``${VAR:-default}`` are expanded in every string before validation. Errors name the dotted key
-(``s3.buckets.uploads.visibility``) and never echo a value, so no secret reaches a message.
+``Config`` holds ``rpc``, ``s3``, ``logs`` and ``metrics``; ``resolve_bucket`` merges a bucket with
+its server into the ``ResolvedBucket`` the storage layer needs. A validator that knows the dotted
+key of its error raises ``_KeyedError``; loading turns it into a ``ConfigError`` naming that key.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -27,13 +22,21 @@ from pydantic import (
     model_validator,
 )
 
+from s3rpc.config.address import ListenAddress, check_host_port, parse_listen
+
 DEFAULT_LISTEN = "tcp://127.0.0.1:6001"
-DEFAULT_CONFIG_PATH = ".rr.yaml"
 MIB = 1024 * 1024
 
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message names the offending key."""
+
+
+class _KeyedError(ValueError):
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+        self.message = message
 
 
 class _Model(BaseModel):
@@ -45,42 +48,6 @@ VisibilityMode = Literal["acl", "none"]
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
-
-
-@dataclass(frozen=True, slots=True)
-class ListenAddress:
-    scheme: Literal["tcp", "unix"]
-    host: str = ""
-    port: int = 0
-    path: str = ""
-
-    def __str__(self) -> str:
-        if self.scheme == "unix":
-            return f"unix://{self.path}"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"tcp://{host}:{self.port}"
-
-
-def parse_listen(value: str) -> ListenAddress:
-    """``tcp://host:port`` (IPv6 in brackets) or ``unix:///absolute/or/relative/path``."""
-    if value.startswith("unix://"):
-        path = value[len("unix://") :]
-        if not path:
-            raise ValueError("unix:// needs a socket path, e.g. unix:///run/s3rpc/rpc.sock")
-        return ListenAddress("unix", path=path)
-    rest = value[len("tcp://") :] if value.startswith("tcp://") else value
-    if "://" in rest:
-        raise ValueError("must be tcp://host:port or unix:///path")
-    match = re.fullmatch(
-        r"(?:\[(?P<v6>[0-9a-fA-F:.]+)\]|(?P<host>[^:\[\]]*)):(?P<port>\d{1,5})", rest
-    )
-    if match is None:
-        raise ValueError("must be tcp://host:port or unix:///path")
-    port = int(match["port"])
-    if port > 65535:
-        raise ValueError("port must be between 0 and 65535")
-    host = match["v6"] or match["host"] or "0.0.0.0"
-    return ListenAddress("tcp", host=host, port=port)
 
 
 class RpcConfig(_Model):
@@ -147,9 +114,7 @@ class MetricsConfig(_Model):
     @field_validator("address")
     @classmethod
     def _address(cls, value: str) -> str:
-        if value and not re.fullmatch(r"(?:\[[0-9a-fA-F:.]+\]|[^:\[\]/\s]*):\d{1,5}", value):
-            raise ValueError("must be host:port, e.g. 127.0.0.1:2112")
-        return value
+        return check_host_port(value)
 
 
 #: botocore's own rule for a region name; anything else would fail when the client is created.
@@ -389,109 +354,3 @@ def resolve_bucket(s3: S3Config, name: str, bucket: BucketConfig) -> ResolvedBuc
         visibility_mode=bucket.visibility_mode or server.visibility_mode,
         operation_timeout=bucket.operation_timeout or s3.operation_timeout,
     )
-
-
-# --- loading ------------------------------------------------------------------------------
-
-_VAR = re.compile(
-    r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
-)
-
-
-def expand_env(text: str, environ: Mapping[str, str] | None = None) -> str:
-    """Expand ``$VAR``, ``${VAR}`` and ``${VAR:-default}`` (the default also replaces "")."""
-    env = os.environ if environ is None else environ
-
-    def sub(match: re.Match[str]) -> str:
-        name = match["braced"] or match["bare"]
-        value = env.get(name, "")
-        if match["default"] is not None and value == "":
-            return match["default"]
-        return value
-
-    return _VAR.sub(sub, text)
-
-
-def _expand_tree(node: Any, environ: Mapping[str, str] | None) -> Any:
-    if isinstance(node, str):
-        return expand_env(node, environ)
-    if isinstance(node, dict):
-        return {key: _expand_tree(value, environ) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_expand_tree(value, environ) for value in node]
-    return node
-
-
-class _KeyedError(ValueError):
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(message)
-        self.key = key
-        self.message = message
-
-
-def _describe(error: ValidationError, root: str) -> str:
-    lines = []
-    for item in error.errors(include_input=False, include_url=False):
-        loc = [str(part) for part in item["loc"] if not str(part).startswith("function-")]
-        ctx = item.get("ctx") or {}
-        inner = ctx.get("error")
-        if isinstance(inner, _KeyedError):
-            loc.append(inner.key)
-            message = inner.message
-        else:
-            message = item["msg"].removeprefix("Value error, ")
-            if item["type"] == "extra_forbidden":
-                message = "unknown key"
-            elif item["type"] == "missing":
-                message = "required key is missing"
-        key = ".".join([root, *loc]) if root else ".".join(loc)
-        lines.append(f"{key}: {message}" if key else message)
-    return "; ".join(lines)
-
-
-def config_from_mapping(
-    data: Mapping[str, Any], environ: Mapping[str, str] | None = None
-) -> Config:
-    """Validate an already-parsed document (the whole ``.rr.yaml``, or a test's dict)."""
-    if not isinstance(data, Mapping):
-        raise ConfigError("the configuration must be a YAML mapping")
-    expanded = _expand_tree(
-        {k: data[k] for k in ("rpc", "s3", "logs", "metrics") if k in data}, environ
-    )
-    for section in ("rpc", "s3", "logs", "metrics"):
-        if section in expanded and expanded[section] is None:
-            expanded[section] = {}
-    try:
-        return Config.model_validate(expanded)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc, "")) from None
-
-
-def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read {file}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"{file} is not UTF-8 text (invalid byte at offset {exc.start})"
-        ) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{file} is not valid YAML{where}") from None
-    return config_from_mapping(data or {}, environ)
-
-
-def bucket_from_params(s3: S3Config, name: str, fields: Mapping[str, Any]) -> BucketConfig:
-    """Validate a bucket registered at run time (``s3.RegisterBucket``) like one from the file."""
-    try:
-        bucket = BucketConfig.model_validate(dict(fields))
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc, "")) from None
-    if bucket.server is not None and bucket.server not in s3.servers:
-        raise ConfigError(f"server: server '{bucket.server}' is not defined in s3.servers")
-    return bucket
