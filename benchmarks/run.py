@@ -50,7 +50,8 @@ if str(SRC) not in sys.path:
 from s3rpc.goridge import NEED_DATA, Frame, FrameDecoder, parse_request  # noqa: E402
 from s3rpc.goridge.codec import JSON, MSGPACK, Codec  # noqa: E402
 from s3rpc.goridge.rpc import encode_request, encode_response  # noqa: E402
-from s3rpc.server.dispatch import RpcMethod, decode_params, resolve  # noqa: E402
+from s3rpc.contract import Method  # noqa: E402
+from s3rpc.server.dispatch import decode_params, resolve  # noqa: E402
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -195,7 +196,7 @@ SMALL_RESPONSE = {
     "last_modified": 1715248212,
     "etag": '"9b2cf535f27731c974343645a3985328"',
 }
-WRITE_METHOD = RpcMethod(handler=None, bytes_fields=frozenset({"content"}))  # type: ignore[arg-type]
+WRITE_METHOD = Method(handler=None, bytes_fields=frozenset({"content"}))  # type: ignore[arg-type]
 
 
 def _request_stream(codec: Codec, method: str, params: dict[str, Any], frames: int) -> bytes:

@@ -17,7 +17,7 @@ import pytest
 
 from s3rpc.client import AsyncClient, Client, ClientPool, ConnectionLost, RpcError
 from s3rpc.config import RpcConfig
-from s3rpc.server import RpcMethod, RpcServer
+from s3rpc.server import Method, RpcServer
 
 ALL_BYTES = bytes(range(256))
 WAIT = 10  # seconds: upper bound for any single wait in this module
@@ -42,7 +42,7 @@ async def tcp_server(
 
 
 @contextlib.asynccontextmanager
-async def method_server(table: dict[str, RpcMethod]) -> AsyncIterator[RpcServer]:
+async def method_server(table: dict[str, Method]) -> AsyncIterator[RpcServer]:
     """The real RPC server (no storage) serving ``table`` on 127.0.0.1:0."""
     server = RpcServer(table, RpcConfig(listen="tcp://127.0.0.1:0"))
     await server.start()
@@ -129,7 +129,7 @@ async def test_client_pool_connections_all_answer_calls_to_the_daemon(daemon: An
 
 
 async def test_client_pool_spreads_calls_round_robin_over_its_connections() -> None:
-    async with method_server({"test.Echo": RpcMethod(_echo)}) as server:
+    async with method_server({"test.Echo": Method(_echo)}) as server:
         pool = await ClientPool.connect(server.bound, size=3)
         async with pool:
             results = await asyncio.wait_for(
@@ -346,7 +346,7 @@ async def test_timed_out_call_leaves_connection_usable_and_late_answer_is_droppe
         await asyncio.sleep(0.5)
         return {"slow": True}
 
-    table = {"test.Slow": RpcMethod(slow), "test.Echo": RpcMethod(_echo)}
+    table = {"test.Slow": Method(slow), "test.Echo": Method(_echo)}
     async with method_server(table) as server:
         client = await AsyncClient.connect(server.bound, timeout=WAIT)
         try:

@@ -1,4 +1,4 @@
-"""Layers import one way: cli -> app -> {server, storage, config, logs} -> {goridge, errors, budget}."""
+"""Layers import one way: cli -> app -> {server, storage, config, logs} -> {goridge, errors}."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "s3rpc"
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "budget": set(),
+    "contract": set(),
     "goridge": set(),
     "config": set(),
     "logs": set(),
-    "server": {"goridge", "errors", "config", "budget"},
-    "storage": {"errors", "config", "budget"},
-    "client": {"goridge", "config"},
+    "server": {"goridge", "errors", "config", "budget", "contract"},
+    "storage": {"errors", "config", "budget", "contract"},
+    "client": {"goridge", "config", "storage"},  # storage.models only: the contract
     "app": {"server", "storage", "config", "errors", "logs"},
     "dev": {"app", "config", "logs"},
     "cli": {"app", "config", "errors", "logs", "dev", "client"},
@@ -62,3 +63,14 @@ def test_protocol_and_domain_layers_do_no_socket_io(part: str) -> None:
     for path in (SRC / part).rglob("*.py"):
         roots = {m.split(".")[0] for m in imported_modules(path)}
         assert not roots & NO_IO[part], f"{path.relative_to(SRC)} imports {roots & NO_IO[part]}"
+
+
+def test_the_client_reads_the_contract_without_loading_the_s3_stack() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, s3rpc.client; print(sorted(m for m in sys.modules if 'boto' in m))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == "[]"

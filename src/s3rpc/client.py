@@ -21,13 +21,14 @@ from s3rpc.config import parse_listen
 from s3rpc.goridge import NEED_DATA, Flag, Frame, FrameDecoder, ProtocolError, parse_request
 from s3rpc.goridge.codec import JSON, MSGPACK, Codec
 from s3rpc.goridge.rpc import encode_request
+from s3rpc.storage.models import RESULT_BYTES_FIELDS
 
 CodecName = Literal["json", "msgpack"]
 _CODECS: dict[str, Codec] = {"json": JSON, "msgpack": MSGPACK}
 _ERROR_TEXT = re.compile(
     r"^(?P<code>[A-Z][A-Z0-9_]+): (?P<message>.*?)(?: \((?P<details>[^()]*)\))?$", re.S
 )
-BYTES_RESULT_FIELDS = ("content",)
+BYTES_RESULT_FIELDS = RESULT_BYTES_FIELDS
 
 
 class RpcError(Exception):

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from s3rpc.config import RpcConfig
-from s3rpc.server import RpcMethod, RpcServer
+from s3rpc.server import Method, RpcServer
 
 SLOW_DEFAULT = 0.3
 
@@ -45,11 +45,11 @@ async def nothing(params: dict[str, Any]) -> Any:
 
 
 TABLE = {
-    "test.Nothing": RpcMethod(nothing),
-    "test.Echo": RpcMethod(echo),
-    "test.Slow": RpcMethod(slow),
-    "test.Boom": RpcMethod(boom),
-    "test.BytesEcho": RpcMethod(bytes_echo, frozenset({"content"})),
+    "test.Nothing": Method(nothing),
+    "test.Echo": Method(echo),
+    "test.Slow": Method(slow),
+    "test.Boom": Method(boom),
+    "test.BytesEcho": Method(bytes_echo, frozenset({"content"})),
 }
 
 StartServer = Callable[..., Awaitable[RpcServer]]

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from s3rpc.errors import ErrorCode, S3RpcError
-from s3rpc.storage import operations
+from s3rpc.storage import copying
 
 from .conftest import MakeStorage, Storage, server_spec
 
@@ -198,7 +198,7 @@ async def test_copy_above_copy_object_limit_uses_upload_part_copy(
     storage: Storage, s3_admin: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The 5 GiB limit lowered so that a small object takes the UploadPartCopy path.
-    monkeypatch.setattr(operations, "MAX_COPY_OBJECT_SIZE", 10 * MIB)
+    monkeypatch.setattr(copying, "MAX_COPY_OBJECT_SIZE", 10 * MIB)
     content = os.urandom(11 * MIB)
     await storage.call("s3.Write", {"pathname": "huge.bin", "content": content})
     await storage.call(

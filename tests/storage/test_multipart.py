@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from s3rpc.errors import ErrorCode, S3RpcError
-from s3rpc.storage import operations
+from s3rpc.storage import multipart
 
 from .conftest import MakeStorage
 
@@ -60,8 +60,8 @@ def test_part_size_grows_to_stay_within_ten_thousand_parts() -> None:
         config = FakeConfig()
 
     size = 100 * 1024 * MIB
-    part = operations._part_size(FakeBucket(), size)  # type: ignore[arg-type]
-    assert -(-size // part) <= operations.MAX_PARTS
+    part = multipart.choose_part_size(FakeBucket(), size)  # type: ignore[arg-type]
+    assert -(-size // part) <= multipart.MAX_PARTS
     assert part > 5 * MIB
 
 

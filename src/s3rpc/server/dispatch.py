@@ -1,41 +1,17 @@
-"""The dispatch table seen from the RPC edge, and the one place errors become wire text.
+"""The RPC edge's view of the method table: request bodies in, answers out, in the codec's form.
 
-A method is anything with an async ``handler(params) -> result`` and a set of
-``bytes_fields``: request fields that carry object bytes and are therefore converted by the
-frame's codec (base64 under JSON, raw under msgpack) before the handler sees them. Handlers
-return plain data; ``bytes`` values in it are encoded the same way on the way out.
+Object bytes (a method's ``bytes_fields``, see :class:`s3rpc.contract.Method`) are converted
+a step at a time, yielding to the event loop between steps, so one large call never holds it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from s3rpc.contract import Method, MethodTable
 from s3rpc.errors import ErrorCode, S3RpcError
 from s3rpc.goridge import Codec, CodecError, Request, codec_for_flags
-
-Handler = Callable[[dict[str, Any]], Awaitable[Any]]
-
-
-class Method(Protocol):
-    @property
-    def handler(self) -> Handler: ...
-
-    @property
-    def bytes_fields(self) -> frozenset[str]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class RpcMethod:
-    """The plain implementation of :class:`Method` (other layers may bring their own)."""
-
-    handler: Handler
-    bytes_fields: frozenset[str] = field(default_factory=frozenset)
-
-
-MethodTable = Mapping[str, Method]
 
 
 def decode_body(codec: Codec, body: bytes | memoryview) -> dict[str, Any]:

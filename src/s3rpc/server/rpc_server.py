@@ -33,6 +33,7 @@ import structlog
 
 from s3rpc.budget import ByteBudget, Ledger, current_ledger
 from s3rpc.config import ListenAddress, RpcConfig
+from s3rpc.contract import MethodTable
 from s3rpc.errors import ErrorCode, S3RpcError
 from s3rpc.goridge import (
     NEED_DATA,
@@ -45,7 +46,7 @@ from s3rpc.goridge import (
     parse_request,
 )
 from s3rpc.goridge.rpc import encode_error, encode_response
-from s3rpc.server.dispatch import MethodTable, bytes_fields, decode_body, encode_result, resolve
+from s3rpc.server.dispatch import bytes_fields, decode_body, encode_result, resolve
 from s3rpc.server.metrics import Metrics
 
 READ_CHUNK = 256 * 1024

@@ -3,10 +3,30 @@
 Knows aioboto3 and the configuration, never frames, sockets or codecs::
 
     async with BucketManager(config.s3) as buckets:
-        table = build_methods(buckets)   # {"s3.Write": <.handler, .bytes_fields>, ...}
+        table = build_methods(buckets)   # {"s3.Write": Method(handler, bytes_fields), ...}
+
+The names are imported on first use, so the contract (:mod:`s3rpc.storage.models`) can be read
+without loading aioboto3.
 """
 
-from s3rpc.storage.buckets import Bucket, BucketManager
-from s3rpc.storage.methods import StorageMethod, build_methods
+from __future__ import annotations
 
-__all__ = ["Bucket", "BucketManager", "StorageMethod", "build_methods"]
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from s3rpc.storage.buckets import Bucket, BucketManager
+    from s3rpc.storage.registry import build_methods
+
+__all__ = ["Bucket", "BucketManager", "build_methods"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Bucket", "BucketManager"):
+        from s3rpc.storage import buckets
+
+        return getattr(buckets, name)
+    if name == "build_methods":
+        from s3rpc.storage.registry import build_methods
+
+        return build_methods
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

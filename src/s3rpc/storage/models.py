@@ -1,4 +1,5 @@
-"""The PHP contract: request parameters of the ``s3.*`` methods, named as PHP sends them.
+"""The PHP contract: request parameters and results of the ``s3.*`` methods, named as PHP
+sends and reads them.
 
 Unknown keys are refused (INVALID_REQUEST ``field 'visiblity': unknown field``): a misspelt
 optional field must not silently fall back to a default such as a bucket's public visibility.
@@ -13,7 +14,7 @@ characters, so an oversized field costs nothing however long it is.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, TypedDict, TypeVar, get_type_hints
 
 from pydantic import (
     BaseModel,
@@ -182,8 +183,25 @@ def _object_bytes(value: Any) -> bytes | bytearray:
     raise ValueError("must be the object's bytes")
 
 
+class _Binary:
+    """Marks a field that carries object bytes: the codec converts it (base64 under JSON)."""
+
+
+BINARY = _Binary()
+#: Object bytes in a request or a result.
+ObjectBytes = Annotated[bytes | bytearray, PlainValidator(_object_bytes), BINARY]
+
+
+def binary_fields(model: type[Any]) -> frozenset[str]:
+    """The fields of a params model or result type that carry object bytes."""
+    hints = get_type_hints(model, include_extras=True)
+    return frozenset(
+        name for name, hint in hints.items() if BINARY in getattr(hint, "__metadata__", ())
+    )
+
+
 class WriteParams(ObjectParams):
-    content: Annotated[bytes | bytearray, PlainValidator(_object_bytes)]
+    content: ObjectBytes
     visibility: Visibility = None
     config: Metadata = None
 
@@ -252,3 +270,86 @@ def parse_params(model: type[P], params: dict[str, Any]) -> P:
             message = "unknown field"
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise S3RpcError(ErrorCode.INVALID_REQUEST, f"field '{loc}': {message}{more}") from None
+
+
+# --- results ----------------------------------------------------------------------------------
+
+
+class SuccessResult(TypedDict):
+    success: bool
+
+
+class WriteResult(TypedDict):
+    success: bool
+    pathname: str
+    size: int
+    last_modified: int
+
+
+class ReadResult(TypedDict):
+    content: ObjectBytes
+    size: int
+    mime_type: str
+    last_modified: int
+
+
+class ExistsResult(TypedDict):
+    exists: bool
+
+
+class MetadataResult(TypedDict):
+    size: int
+    mime_type: str
+    last_modified: int
+    visibility: str
+    etag: str
+
+
+class UrlResult(TypedDict, total=False):
+    url: str
+    expires_at: int
+
+
+class ListedObject(TypedDict):
+    key: str
+    size: int
+    last_modified: int
+    etag: str
+    storage_class: str
+
+
+class ListedPrefix(TypedDict):
+    prefix: str
+
+
+class ListObjectsResult(TypedDict):
+    objects: list[ListedObject]
+    common_prefixes: list[ListedPrefix]
+    is_truncated: bool
+    next_continuation_token: str
+    key_count: int
+
+
+class ListBucketsResult(TypedDict):
+    buckets: list[str]
+    default: str
+
+
+class RegisterBucketResult(TypedDict):
+    success: bool
+    message: str
+
+
+RESULTS: tuple[type[Any], ...] = (
+    SuccessResult,
+    WriteResult,
+    ReadResult,
+    ExistsResult,
+    MetadataResult,
+    UrlResult,
+    ListObjectsResult,
+    ListBucketsResult,
+    RegisterBucketResult,
+)
+#: Result fields that carry object bytes, whatever the method (what a client converts).
+RESULT_BYTES_FIELDS: frozenset[str] = frozenset().union(*map(binary_fields, RESULTS))

@@ -1,0 +1,207 @@
+"""Single-object methods: ``s3.Write``, ``Read``, ``Exists``, ``Delete``, ``GetMetadata``,
+``SetVisibility``, and the helpers they share with copying.
+
+Results use the field names of the PHP contract; timestamps are Unix seconds; ``pathname`` is
+the relative name as given. Every S3 call happens inside
+:func:`~s3rpc.storage.translate.s3_errors`.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from s3rpc.budget import reserve
+from s3rpc.errors import ErrorCode, S3RpcError
+from s3rpc.storage.buckets import Bucket, BucketManager
+from s3rpc.storage.mime import guess_mime_type
+from s3rpc.storage.models import (
+    ExistsResult,
+    MetadataResult,
+    ObjectParams,
+    ReadResult,
+    SetVisibilityParams,
+    SuccessResult,
+    WriteParams,
+    WriteResult,
+)
+from s3rpc.storage.registry import method
+from s3rpc.storage.translate import s3_errors
+
+if TYPE_CHECKING:
+    pass
+
+from s3rpc.storage.multipart import upload_buffer
+
+ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
+
+CANNED_ACL = {"public": "public-read", "private": "private"}
+
+
+def unix_time(value: datetime | None) -> int:
+    return int(value.timestamp()) if value is not None else int(time.time())
+
+
+def chosen_visibility(value: str | None, bucket: Bucket) -> str:
+    """The requested visibility, or the bucket's default; INVALID_VISIBILITY if unknown."""
+    if value is None or value == "":
+        return bucket.config.visibility
+    if value not in CANNED_ACL:
+        shown = value if value.isprintable() else repr(value)
+        raise S3RpcError(
+            ErrorCode.INVALID_VISIBILITY,
+            f"visibility must be 'public' or 'private', got '{shown[:50]}'",
+        )
+    return value
+
+
+def acl_args(bucket: Bucket, visibility: str) -> dict[str, Any]:
+    """The ACL argument for a write, or none at all under ``visibility_mode: none``."""
+    if bucket.visibility_mode == "acl":
+        return {"ACL": CANNED_ACL[visibility]}
+    return {}
+
+
+def named(pathname: str, bucket: Bucket) -> str:
+    return f"'{pathname}' in bucket '{bucket.name}'"
+
+
+async def read_body(body: Any, length: int | None) -> bytes | bytearray:
+    """A whole object body, received into one buffer of its announced size.
+
+    Joining the chunks at the end, as ``body.read()`` does, would hold the object twice.
+    """
+    if not length:
+        data: bytes = await body.read()
+        return data
+    buffer = bytearray(length)
+    filled = 0
+    with memoryview(buffer) as view:
+        while filled < length:
+            chunk: bytes = await body.read(min(length - filled, 1 << 20))
+            if not chunk:
+                break
+            view[filled : filled + len(chunk)] = chunk
+            filled += len(chunk)
+    if filled != length:
+        raise S3RpcError(
+            ErrorCode.S3_OPERATION_FAILED,
+            f"the object ended after {filled} of its {length} announced bytes",
+        )
+    return buffer
+
+
+@method("s3.Write", WriteParams)
+async def write(manager: BucketManager, bucket: Bucket, params: WriteParams) -> WriteResult:
+    key = bucket.key(params.pathname)
+    visibility = chosen_visibility(params.visibility, bucket)
+    extra: dict[str, Any] = {"ContentType": guess_mime_type(params.pathname)}
+    extra.update(acl_args(bucket, visibility))
+    if params.config:
+        extra["Metadata"] = dict(params.config)
+    content = params.content
+    with s3_errors(f"write {named(params.pathname, bucket)}", physical_bucket=bucket.physical):
+        if len(content) > bucket.config.part_size:
+            await upload_buffer(manager, bucket, key, memoryview(content), extra)
+        else:
+            await bucket.client.put_object(Bucket=bucket.physical, Key=key, Body=content, **extra)
+        head = await bucket.client.head_object(Bucket=bucket.physical, Key=key)
+    return {
+        "success": True,
+        "pathname": params.pathname,
+        "size": head.get("ContentLength", len(content)),
+        "last_modified": unix_time(head.get("LastModified")),
+    }
+
+
+@method("s3.Read", ObjectParams)
+async def read(manager: BucketManager, bucket: Bucket, params: ObjectParams) -> ReadResult:
+    key = bucket.key(params.pathname)
+    with s3_errors(f"read {named(params.pathname, bucket)}", physical_bucket=bucket.physical):
+        response = await bucket.client.get_object(Bucket=bucket.physical, Key=key)
+        body = response["Body"]
+        async with body:
+            # Wait for room in the daemon's byte budget before downloading the body.
+            await reserve(int(response.get("ContentLength") or 0))
+            content = await read_body(body, response.get("ContentLength"))
+    return {
+        "content": content,
+        "size": len(content),
+        "mime_type": response.get("ContentType") or guess_mime_type(params.pathname),
+        "last_modified": unix_time(response.get("LastModified")),
+    }
+
+
+@method("s3.Exists", ObjectParams)
+async def exists(manager: BucketManager, bucket: Bucket, params: ObjectParams) -> ExistsResult:
+    key = bucket.key(params.pathname)
+    try:
+        with s3_errors(f"check {named(params.pathname, bucket)}", physical_bucket=bucket.physical):
+            await bucket.client.head_object(Bucket=bucket.physical, Key=key)
+    except S3RpcError as exc:
+        if exc.code is ErrorCode.FILE_NOT_FOUND:
+            return {"exists": False}
+        raise
+    return {"exists": True}
+
+
+@method("s3.Delete", ObjectParams)
+async def delete(manager: BucketManager, bucket: Bucket, params: ObjectParams) -> SuccessResult:
+    key = bucket.key(params.pathname)
+    with s3_errors(f"delete {named(params.pathname, bucket)}", physical_bucket=bucket.physical):
+        await bucket.client.delete_object(Bucket=bucket.physical, Key=key)
+    return {"success": True}
+
+
+async def _read_visibility(bucket: Bucket, key: str) -> str:
+    if bucket.visibility_mode == "none":
+        return bucket.config.visibility
+    acl = await bucket.client.get_object_acl(Bucket=bucket.physical, Key=key)
+    for grant in acl.get("Grants", []):
+        grantee = grant.get("Grantee", {})
+        if grantee.get("URI") == ALL_USERS and grant.get("Permission") in ("READ", "FULL_CONTROL"):
+            return "public"
+    return "private"
+
+
+@method("s3.GetMetadata", ObjectParams)
+async def get_metadata(
+    manager: BucketManager, bucket: Bucket, params: ObjectParams
+) -> MetadataResult:
+    key = bucket.key(params.pathname)
+    what = f"read metadata of {named(params.pathname, bucket)}"
+    with s3_errors(what, physical_bucket=bucket.physical):
+        head = await bucket.client.head_object(Bucket=bucket.physical, Key=key)
+        visibility = await _read_visibility(bucket, key)
+    return {
+        "size": head.get("ContentLength", 0),
+        "mime_type": head.get("ContentType") or guess_mime_type(params.pathname),
+        "last_modified": unix_time(head.get("LastModified")),
+        "visibility": visibility,
+        "etag": head.get("ETag", ""),
+    }
+
+
+@method("s3.SetVisibility", SetVisibilityParams)
+async def set_visibility(
+    manager: BucketManager, bucket: Bucket, params: SetVisibilityParams
+) -> SuccessResult:
+    key = bucket.key(params.pathname)
+    if params.visibility == "":
+        raise S3RpcError(ErrorCode.INVALID_VISIBILITY, "visibility must be 'public' or 'private'")
+    visibility = chosen_visibility(params.visibility, bucket)
+    if bucket.visibility_mode == "none":
+        raise S3RpcError(
+            ErrorCode.INVALID_CONFIG,
+            f"bucket '{bucket.name}' uses visibility_mode 'none': objects carry no ACL, "
+            "so their visibility cannot be changed",
+        )
+    what = f"set visibility of {named(params.pathname, bucket)}"
+    with s3_errors(what, physical_bucket=bucket.physical):
+        await bucket.client.put_object_acl(
+            Bucket=bucket.physical,
+            Key=key,
+            ACL=CANNED_ACL[visibility],  # type: ignore[arg-type]
+        )
+    return {"success": True}

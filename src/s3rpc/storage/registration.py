@@ -1,0 +1,40 @@
+"""Methods on the bucket registry itself: ``s3.ListBuckets`` and ``s3.RegisterBucket``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import structlog
+
+from s3rpc.storage.buckets import BucketManager
+
+if TYPE_CHECKING:
+    pass
+
+from s3rpc.storage.models import (
+    ListBucketsResult,
+    NoParams,
+    RegisterBucketParams,
+    RegisterBucketResult,
+)
+from s3rpc.storage.registry import method
+
+
+@method("s3.ListBuckets", NoParams)
+async def list_buckets(manager: BucketManager, params: NoParams) -> ListBucketsResult:
+    return {"buckets": manager.names(), "default": manager.default or ""}
+
+
+@method("s3.RegisterBucket", RegisterBucketParams)
+async def register_bucket(
+    manager: BucketManager, params: RegisterBucketParams
+) -> RegisterBucketResult:
+    structlog.contextvars.bind_contextvars(bucket=params.name)
+    # Unknown keys were refused by the model; null/"" mean "not given" (PHP may send both).
+    fields = {
+        key: value
+        for key, value in params.bucket_fields().items()
+        if value is not None and value != ""
+    }
+    await manager.register(params.name, fields)
+    return {"success": True, "message": "Bucket registered successfully"}
