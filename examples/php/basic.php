@@ -134,13 +134,15 @@ function demo(RPCInterface $rpc, string $codec, string $payload, string $public,
     ]));
     show('Exists', $rpc->call('s3.Exists', ['bucket' => $private, 'pathname' => $copy]));
 
-    // A bucket added at run time: by reference to a configured server (S3RPC_SERVER) or inline.
-    $server = getenv('S3RPC_SERVER');
-    $bucketConfig = $server !== false && $server !== ''
-        ? ['server' => $server, 'bucket' => getenv('S3RPC_PHYSICAL_BUCKET') ?: 'uploads']
+    // A bucket added at run time: by reference to a configured server (S3RPC_SERVER; `s3rpc dev`
+    // calls its server "embedded"), or inline when S3_ENDPOINT is set — the daemon's s3.register
+    // policy must then allow that endpoint (by default only configured servers' endpoints).
+    $endpoint = getenv('S3_ENDPOINT');
+    $bucketConfig = $endpoint === false || $endpoint === ''
+        ? ['server' => getenv('S3RPC_SERVER') ?: 'embedded', 'bucket' => getenv('S3RPC_PHYSICAL_BUCKET') ?: 'uploads']
         : [
             'region' => getenv('S3_REGION') ?: 'us-east-1',
-            'endpoint' => getenv('S3_ENDPOINT') ?: 'http://127.0.0.1:9000',
+            'endpoint' => $endpoint,
             'bucket' => getenv('S3RPC_PHYSICAL_BUCKET') ?: 'uploads',
             'credentials' => ['key' => getenv('S3_KEY') ?: 'minioadmin', 'secret' => getenv('S3_SECRET') ?: 'minioadmin'],
         ];
