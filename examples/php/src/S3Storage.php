@@ -30,9 +30,24 @@ use Spiral\Goridge\RPC\RPCInterface;
  * Daemon errors are thrown as subclasses of {@see S3Exception}, one per error code;
  * connection problems stay goridge's own exceptions (RelayException, TransportException).
  *
+ * Objects larger than one RPC frame (`rpc.max_frame_size`, 64 MiB by default) go through
+ * {@see self::writeStream()} (an upload session: s3.UploadStart, s3.UploadChunk per chunk,
+ * s3.UploadComplete) and {@see self::readStream()} (a PHP stream fed by ranged s3.Read calls),
+ * or, when PHP and the daemon share a filesystem, {@see self::writeFromFile()} and
+ * {@see self::readToFile()}, where the bytes never pass through PHP at all.
+ *
+ * Write options (`$options` of write, writeStream, writeFromFile, copy, move): `visibility`,
+ * `content_type`, `cache_control`, `content_disposition`, `content_encoding`,
+ * `content_language`, `metadata` (array<string, string>), `storage_class`, `tagging`
+ * (array<string, string> or "k=v&k2=v2") and `if_none_match` (`'*'`: create only, else
+ * {@see Exception\PreconditionFailedException}). Null values are left out; the daemon refuses
+ * an unknown option by name (INVALID_REQUEST).
+ *
+ * @psalm-type WriteOptions = array{visibility?: ?string, content_type?: ?string, cache_control?: ?string, content_disposition?: ?string, content_encoding?: ?string, content_language?: ?string, metadata?: ?array<string, string>, storage_class?: ?string, tagging?: array<string, string>|string|null, if_none_match?: ?string}
  * @psalm-type WriteResult = array{success: bool, pathname: string, size: int, last_modified: int}
- * @psalm-type ReadResult = array{content: string, size: int, mime_type: string, last_modified: int}
- * @psalm-type Metadata = array{size: int, mime_type: string, last_modified: int, visibility: string, etag: string}
+ * @psalm-type ReadResult = array{content: string, size: int, mime_type: string, last_modified: int, content_type: string, metadata: array<string, string>, range: string, total_size: int}
+ * @psalm-type Metadata = array{size: int, mime_type: string, last_modified: int, visibility: string, etag: string, content_type: string, metadata: array<string, string>}
+ * @psalm-type ContentEntry = array{type: 'file', path: string, file_size: int, last_modified: int, visibility: null, mime_type: null}|array{type: 'dir', path: string, last_modified: null}
  * @psalm-type ObjectInfo = array{key: string, size: int, last_modified: int, etag: string, storage_class: string}
  * @psalm-type ListResult = array{objects: list<ObjectInfo>, common_prefixes: list<array{prefix: string}>, is_truncated: bool, next_continuation_token: ?string, key_count: int}
  */
@@ -41,11 +56,26 @@ final class S3Storage
     public const VISIBILITY_PUBLIC = 'public';
     public const VISIBILITY_PRIVATE = 'private';
 
+    /**
+     * Bytes per s3.UploadChunk / ranged s3.Read: well inside the default 64 MiB frame limit
+     * also as base64 under JSON (4 MiB become 5.4 MiB), small enough for a PHP worker.
+     */
+    public const CHUNK_SIZE = 4 * 1024 * 1024;
+
     private readonly RPCInterface $rpc;
     private readonly bool $base64Content;
+    /** @var positive-int */
+    private readonly int $chunkSize;
 
-    public function __construct(RPCInterface $rpc, CodecInterface $codec = new JsonCodec())
+    /**
+     * @param int $chunkSize bytes per upload chunk and per ranged read of the stream helpers
+     */
+    public function __construct(RPCInterface $rpc, CodecInterface $codec = new JsonCodec(), int $chunkSize = self::CHUNK_SIZE)
     {
+        if ($chunkSize < 1) {
+            throw new \InvalidArgumentException('chunkSize must be at least 1 byte');
+        }
+        $this->chunkSize = $chunkSize;
         $this->base64Content = match ($codec->getIndex()) {
             Frame::CODEC_JSON => true,
             Frame::CODEC_MSGPACK => false,
@@ -65,7 +95,10 @@ final class S3Storage
     }
 
     /**
+     * One s3.Write: the whole object in one frame. Use {@see self::writeStream()} for big ones.
+     *
      * @param array<string, string> $metadata user metadata stored with the object
+     * @param WriteOptions $options further write options (see the class comment)
      * @return WriteResult
      */
     public function write(
@@ -74,27 +107,179 @@ final class S3Storage
         ?string $bucket = null,
         ?string $visibility = null,
         array $metadata = [],
+        array $options = [],
     ): array {
-        return $this->call('Write', [
+        return $this->call('Write', self::withOptions([
             'bucket' => $bucket,
             'pathname' => $pathname,
             'content' => $this->encodeContent($content),
             'visibility' => $visibility,
             'config' => $metadata === [] ? null : $metadata,
-        ]);
+        ], $options));
     }
 
     /**
+     * One s3.Read: the whole object, or `$length` bytes from `$offset` (a ranged read; the
+     * result's `range` is `bytes first-last/total` and `total_size` the object's size).
+     * Use {@see self::readStream()} for objects that do not fit in memory.
+     *
      * @return ReadResult `content` holds the object's raw bytes whatever the codec
      */
-    public function read(string $pathname, ?string $bucket = null): array
+    public function read(string $pathname, ?string $bucket = null, int $offset = 0, ?int $length = null): array
     {
-        $result = $this->call('Read', ['bucket' => $bucket, 'pathname' => $pathname]);
+        $ranged = $offset !== 0 || $length !== null;
+        $result = $this->call('Read', [
+            'bucket' => $bucket,
+            'pathname' => $pathname,
+            'offset' => $ranged ? $offset : null,
+            'length' => $length,
+        ]);
         $result['content'] = $this->decodeContent($result['content'] ?? '');
 
         return $result;
     }
 
+    /**
+     * Uploads a PHP stream of any size through an upload session: s3.UploadStart, one
+     * s3.UploadChunk per `chunkSize` bytes read from `$resource` (so PHP holds one chunk at a
+     * time), s3.UploadComplete. Any failure, including one reading the stream, aborts the
+     * session (s3.UploadAbort) before the exception is rethrown, so nothing partial is left.
+     * A stream that ends within its first chunk is sent as one s3.Write instead.
+     * The stream is read from its current position to its end and is not closed.
+     *
+     * @param resource $resource a readable stream (fopen(), php://input, php://temp, ...)
+     * @param WriteOptions $options visibility, content_type, metadata, if_none_match, ...
+     * @return WriteResult
+     */
+    public function writeStream(string $pathname, $resource, array $options = [], ?string $bucket = null): array
+    {
+        if (!\is_resource($resource)) {
+            throw new \InvalidArgumentException('writeStream() expects a stream resource, got ' . \get_debug_type($resource));
+        }
+        $chunk = $this->readChunk($resource);
+        if (\feof($resource)) {
+            return $this->call('Write', self::withOptions([
+                'bucket' => $bucket,
+                'pathname' => $pathname,
+                'content' => $this->encodeContent($chunk),
+            ], $options));
+        }
+        $uploadId = $this->uploadStart($pathname, $options, $bucket);
+        try {
+            while ($chunk !== '') {
+                $this->uploadChunk($uploadId, $chunk);
+                $chunk = \feof($resource) ? '' : $this->readChunk($resource);
+            }
+
+            return $this->uploadComplete($uploadId);
+        } catch (\Throwable $e) {
+            try {
+                $this->uploadAbort($uploadId);
+            } catch (\Throwable) {
+                // The session is gone already, or the daemon's session sweep will abort it.
+            }
+            throw $e;
+        }
+    }
+
+    /**
+     * A read-only, seekable PHP stream over an object, fed by ranged s3.Read calls of
+     * `chunkSize` bytes as it is read: PHP holds one chunk at a time, whatever the object's
+     * size. The first chunk is read here, so a missing object throws
+     * {@see Exception\FileNotFoundException} at once; later failures (and an object replaced
+     * while being read: its size or last_modified changed) are thrown from fread().
+     * `fstat()` reports the object's size.
+     *
+     * @return resource
+     */
+    public function readStream(string $pathname, ?string $bucket = null)
+    {
+        $first = $this->read($pathname, $bucket, 0, $this->chunkSize);
+
+        return Stream\RangeReadStream::open(
+            fn(int $offset, int $length): array => $this->read($pathname, $bucket, $offset, $length),
+            $first,
+            $this->chunkSize,
+            $pathname,
+        );
+    }
+
+    /**
+     * The daemon uploads a file from its own filesystem (s3.WriteFromFile), streaming it with
+     * bounded memory: the bytes never pass through PHP. For `$_FILES[...]['tmp_name']` when
+     * PHP and the daemon share a filesystem; `$sourcePath` must lie under the daemon's
+     * `s3.local_paths` (else PERMISSION_DENIED) and be readable by the daemon's user.
+     *
+     * @param WriteOptions $options
+     * @return WriteResult
+     */
+    public function writeFromFile(string $pathname, string $sourcePath, array $options = [], ?string $bucket = null): array
+    {
+        return $this->call('WriteFromFile', self::withOptions([
+            'bucket' => $bucket,
+            'pathname' => $pathname,
+            'source_path' => $sourcePath,
+        ], $options));
+    }
+
+    /**
+     * The daemon downloads the object into a file on its own filesystem (s3.ReadToFile), via a
+     * temporary file in the same directory renamed into place. `$destPath` must lie under
+     * `s3.local_paths`.
+     *
+     * @return array{success: bool, pathname: string, size: int, dest_path: string}
+     */
+    public function readToFile(string $pathname, string $destPath, ?string $bucket = null): array
+    {
+        return $this->call('ReadToFile', ['bucket' => $bucket, 'pathname' => $pathname, 'dest_path' => $destPath]);
+    }
+
+    /**
+     * Opens an upload session (s3.UploadStart); {@see self::writeStream()} drives one for you.
+     * Sessions idle longer than the daemon's `s3.upload_session_ttl` are aborted by it.
+     *
+     * @param WriteOptions $options
+     */
+    public function uploadStart(string $pathname, array $options = [], ?string $bucket = null): string
+    {
+        return (string) $this->call('UploadStart', self::withOptions([
+            'bucket' => $bucket,
+            'pathname' => $pathname,
+        ], $options))['upload_id'];
+    }
+
+    /**
+     * Appends bytes to an upload session (s3.UploadChunk).
+     *
+     * @return int the bytes the session has received so far
+     */
+    public function uploadChunk(string $uploadId, string $content): int
+    {
+        return (int) $this->call('UploadChunk', [
+            'upload_id' => $uploadId,
+            'content' => $this->encodeContent($content),
+        ])['received'];
+    }
+
+    /**
+     * Finishes an upload session: the object appears now (s3.UploadComplete).
+     *
+     * @return WriteResult
+     */
+    public function uploadComplete(string $uploadId): array
+    {
+        return $this->call('UploadComplete', ['upload_id' => $uploadId]);
+    }
+
+    public function uploadAbort(string $uploadId): bool
+    {
+        return (bool) $this->call('UploadAbort', ['upload_id' => $uploadId])['success'];
+    }
+
+    /**
+     * Whether the object exists; a pathname ending in "/" asks whether any object lies under
+     * that directory.
+     */
     public function exists(string $pathname, ?string $bucket = null): bool
     {
         return (bool) $this->call('Exists', ['bucket' => $bucket, 'pathname' => $pathname])['exists'];
@@ -115,19 +300,76 @@ final class S3Storage
 
     /**
      * @param int $expiresIn seconds a presigned URL stays valid; 0 asks for a permanent URL
+     * @param string|null $responseContentType Content-Type the download is served with (presigned only)
+     * @param string|null $responseContentDisposition e.g. `attachment; filename="a.pdf"` (presigned only)
      * @return array{url: string, expires_at?: int}
      */
-    public function getPublicUrl(string $pathname, ?string $bucket = null, int $expiresIn = 0): array
-    {
+    public function getPublicUrl(
+        string $pathname,
+        ?string $bucket = null,
+        int $expiresIn = 0,
+        ?string $responseContentType = null,
+        ?string $responseContentDisposition = null,
+    ): array {
         return $this->call('GetPublicURL', [
             'bucket' => $bucket,
             'pathname' => $pathname,
             'expires_in' => $expiresIn,
+            'response_content_type' => $responseContentType,
+            'response_content_disposition' => $responseContentDisposition,
+        ]);
+    }
+
+    /**
+     * A presigned PUT URL a browser (or any HTTP client) uploads to directly (s3.GetUploadURL):
+     * send `headers` with the PUT, as they are part of the signature.
+     *
+     * @return array{url: string, method: string, headers: array<string, string>, expires_at: int}
+     */
+    public function getUploadUrl(
+        string $pathname,
+        int $expiresIn,
+        ?string $bucket = null,
+        ?string $contentType = null,
+        ?string $visibility = null,
+    ): array {
+        return $this->call('GetUploadURL', [
+            'bucket' => $bucket,
+            'pathname' => $pathname,
+            'expires_in' => $expiresIn,
+            'content_type' => $contentType,
+            'visibility' => $visibility,
+        ]);
+    }
+
+    /**
+     * A presigned POST for an HTML form upload (s3.GetUploadPost): post `fields` as hidden
+     * inputs, then the file as the last field `file`, to `url`; S3 refuses a file larger than
+     * `$maxSize` bytes.
+     *
+     * @return array{url: string, fields: array<string, string>, expires_at: int}
+     */
+    public function getUploadPost(
+        string $pathname,
+        int $expiresIn,
+        int $maxSize,
+        ?string $bucket = null,
+        ?string $contentType = null,
+        ?string $visibility = null,
+    ): array {
+        return $this->call('GetUploadPost', [
+            'bucket' => $bucket,
+            'pathname' => $pathname,
+            'expires_in' => $expiresIn,
+            'max_size' => $maxSize,
+            'content_type' => $contentType,
+            'visibility' => $visibility,
         ]);
     }
 
     /**
      * @param array<string, string> $metadata replaces the copy's user metadata when not empty
+     * @param WriteOptions $options replace the copy's headers and metadata (see the class comment)
      * @return WriteResult
      */
     public function copy(
@@ -137,12 +379,17 @@ final class S3Storage
         ?string $destBucket = null,
         ?string $visibility = null,
         array $metadata = [],
+        array $options = [],
     ): array {
-        return $this->call('Copy', self::transfer($sourcePathname, $destPathname, $sourceBucket, $destBucket, $visibility, $metadata));
+        return $this->call('Copy', self::withOptions(
+            self::transfer($sourcePathname, $destPathname, $sourceBucket, $destBucket, $visibility, $metadata),
+            $options,
+        ));
     }
 
     /**
      * @param array<string, string> $metadata replaces the moved object's user metadata when not empty
+     * @param WriteOptions $options replace the moved object's headers and metadata
      * @return WriteResult
      */
     public function move(
@@ -152,8 +399,12 @@ final class S3Storage
         ?string $destBucket = null,
         ?string $visibility = null,
         array $metadata = [],
+        array $options = [],
     ): array {
-        return $this->call('Move', self::transfer($sourcePathname, $destPathname, $sourceBucket, $destBucket, $visibility, $metadata));
+        return $this->call('Move', self::withOptions(
+            self::transfer($sourcePathname, $destPathname, $sourceBucket, $destBucket, $visibility, $metadata),
+            $options,
+        ));
     }
 
     public function setVisibility(string $pathname, string $visibility, ?string $bucket = null): bool
@@ -202,6 +453,66 @@ final class S3Storage
     }
 
     /**
+     * Deletes up to 10,000 objects in one call (s3.DeleteMany; S3 DeleteObjects, 1000 per
+     * request). A pathname that fails is reported in `errors`, it does not throw.
+     *
+     * @param list<string> $pathnames
+     * @return array{deleted: list<string>, errors: list<array{pathname: string, code: string, message: string}>}
+     */
+    public function deleteMany(array $pathnames, ?string $bucket = null): array
+    {
+        return $this->call('DeleteMany', ['bucket' => $bucket, 'pathnames' => \array_values($pathnames)]);
+    }
+
+    /**
+     * Deletes every object under `$prefix` (a directory: "dir" and "dir/" are the same).
+     *
+     * @return array{success: bool, deleted: int}
+     */
+    public function deleteDirectory(string $prefix, ?string $bucket = null): array
+    {
+        return $this->call('DeleteDirectory', ['bucket' => $bucket, 'prefix' => $prefix]);
+    }
+
+    /**
+     * One page of a Flysystem-style listing (s3.ListContents): files and directories under
+     * `$prefix`, only its direct children unless `$deep`. Pass `next_token` back for the next
+     * page; an empty `next_token` means the listing is complete.
+     *
+     * @return array{contents: list<ContentEntry>, next_token: string}
+     */
+    public function listContents(
+        ?string $bucket = null,
+        string $prefix = '',
+        bool $deep = false,
+        ?string $token = null,
+        ?int $maxKeys = null,
+    ): array {
+        return $this->call('ListContents', [
+            'bucket' => $bucket,
+            'prefix' => $prefix === '' ? null : $prefix,
+            'deep' => $deep ? true : null,
+            'token' => $token === '' ? null : $token,
+            'max_keys' => $maxKeys,
+        ]);
+    }
+
+    /**
+     * Every entry of a listing, page by page.
+     *
+     * @return \Generator<int, ContentEntry>
+     */
+    public function iterateContents(?string $bucket = null, string $prefix = '', bool $deep = false): \Generator
+    {
+        $token = null;
+        do {
+            $page = $this->listContents($bucket, $prefix, $deep, $token);
+            yield from $page['contents'];
+            $token = $page['next_token'] ?? '';
+        } while ($token !== '' && $token !== null);
+    }
+
+    /**
      * Adds a bucket at run time (kept until the daemon restarts).
      *
      * @param array<string, mixed> $config either `['server' => 'minio', 'bucket' => 'physical', ...]`
@@ -212,6 +523,15 @@ final class S3Storage
     public function registerBucket(string $name, array $config): array
     {
         return $this->call('RegisterBucket', ['name' => $name] + $config);
+    }
+
+    /**
+     * Removes a bucket added with {@see self::registerBucket()} (configured buckets cannot be
+     * removed: INVALID_CONFIG). Calls already running on it finish first.
+     */
+    public function unregisterBucket(string $name): bool
+    {
+        return (bool) $this->call('UnregisterBucket', ['name' => $name])['success'];
     }
 
     /**
@@ -260,6 +580,52 @@ final class S3Storage
             'visibility' => $visibility,
             'config' => $metadata === [] ? null : $metadata,
         ];
+    }
+
+    /**
+     * Write options merged into a call's params; an option given both ways (e.g. `visibility`
+     * as an argument and in `$options`) takes the argument's value unless that is null.
+     *
+     * @param array<string, mixed> $params
+     * @param array<string, mixed> $options
+     * @return array<string, mixed>
+     */
+    private static function withOptions(array $params, array $options): array
+    {
+        foreach ($options as $name => $value) {
+            if (!\is_string($name)) {
+                throw new \InvalidArgumentException('write options are a map of option name => value');
+            }
+            if (!isset($params[$name])) {
+                $params[$name] = $value;
+            }
+        }
+
+        return $params;
+    }
+
+    /**
+     * Up to `chunkSize` bytes from the stream: fread() may return less (sockets, pipes, user
+     * streams give at most 8 KiB per call), so it loops until the chunk is full or the stream ends.
+     *
+     * @param resource $resource
+     */
+    private function readChunk($resource): string
+    {
+        $chunk = '';
+        while (\strlen($chunk) < $this->chunkSize && !\feof($resource)) {
+            $bytes = \fread($resource, $this->chunkSize - \strlen($chunk));
+            if ($bytes === false) {
+                throw new \RuntimeException('could not read from the stream');
+            }
+            if ($bytes === '' && !\feof($resource)) {
+                // A non-blocking or timed-out stream: looping would spin.
+                throw new \RuntimeException('the stream returned no data before its end (non-blocking or timed out)');
+            }
+            $chunk .= $bytes;
+        }
+
+        return $chunk;
     }
 
     private function encodeContent(string $bytes): string
