@@ -1,4 +1,4 @@
-"""MIME types of object pathnames, guessed from the extension.
+"""MIME types of objects: from the pathname's extension, else sniffed from the first bytes.
 
 stdlib :mod:`mimetypes` reads the host's ``/etc/mime.types``, which differs between machines and
 has historically been wrong for web assets; the types browsers care about are fixed here.
@@ -35,3 +35,91 @@ def guess_mime_type(pathname: str) -> str:
         return fixed
     guessed, _encoding = mimetypes.guess_type("x" + ext, strict=False)
     return guessed or DEFAULT_MIME_TYPE
+
+
+#: How many leading bytes :func:`sniff_mime_type` looks at.
+SNIFF_BYTES = 512
+
+# (offset, signature, type), checked in order; the first match wins.
+_MAGIC: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"\x89PNG\r\n\x1a\n", "image/png"),
+    (0, b"\xff\xd8\xff", "image/jpeg"),
+    (0, b"GIF87a", "image/gif"),
+    (0, b"GIF89a", "image/gif"),
+    (0, b"%PDF-", "application/pdf"),
+    (0, b"PK\x03\x04", "application/zip"),
+    (0, b"PK\x05\x06", "application/zip"),
+    (0, b"\x1f\x8b", "application/gzip"),
+    (0, b"BZh", "application/x-bzip2"),
+    (0, b"\xfd7zXZ\x00", "application/x-xz"),
+    (0, b"7z\xbc\xaf\x27\x1c", "application/x-7z-compressed"),
+    (0, b"\x28\xb5\x2f\xfd", "application/zstd"),
+    (0, b"Rar!\x1a\x07", "application/vnd.rar"),
+    (0, b"BM", "image/bmp"),
+    (0, b"\x00\x00\x01\x00", "image/x-icon"),
+    (0, b"II*\x00", "image/tiff"),
+    (0, b"MM\x00*", "image/tiff"),
+    (0, b"OggS", "audio/ogg"),
+    (0, b"fLaC", "audio/flac"),
+    (0, b"ID3", "audio/mpeg"),
+    (0, b"\x1aE\xdf\xa3", "video/webm"),
+    (0, b"wOFF", "font/woff"),
+    (0, b"wOF2", "font/woff2"),
+    (0, b"\x00asm", "application/wasm"),
+    (4, b"ftypavif", "image/avif"),
+    (4, b"ftypheic", "image/heic"),
+    (4, b"ftypqt", "video/quicktime"),
+    (4, b"ftyp", "video/mp4"),
+)
+
+
+def _riff(head: bytes) -> str | None:
+    if head[:4] != b"RIFF":
+        return None
+    return {b"WEBP": "image/webp", b"WAVE": "audio/wav", b"AVI ": "video/x-msvideo"}.get(head[8:12])
+
+
+def _text(head: bytes) -> str | None:
+    """A text type for bytes that decode as UTF-8 without control characters, else None."""
+    if b"\x00" in head:
+        return None
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # The sample may cut a multi-byte character at its end.
+        if exc.start < len(head) - 3:
+            return None
+        text = head[: exc.start].decode("utf-8")
+    if any(ord(c) < 32 and c not in "\t\n\r\f" for c in text):
+        return None
+    start = text.lstrip("\ufeff \t\r\n").lower()
+    if start.startswith("<?xml"):
+        return "image/svg+xml" if "<svg" in start else "application/xml"
+    if start.startswith("<svg"):
+        return "image/svg+xml"
+    if start.startswith(("<!doctype html", "<html", "<head", "<body")):
+        return "text/html"
+    if start.startswith("%!ps"):
+        return "application/postscript"
+    return "text/plain"
+
+
+def sniff_mime_type(head: bytes | bytearray | memoryview | None) -> str:
+    """The MIME type of content from its first bytes (magic numbers, then text); else
+    ``application/octet-stream``. Empty content is ``application/octet-stream``."""
+    if not head:
+        return DEFAULT_MIME_TYPE
+    sample = bytes(head[:SNIFF_BYTES])
+    for offset, signature, mime in _MAGIC:
+        if sample[offset : offset + len(signature)] == signature:
+            return mime
+    return _riff(sample) or _text(sample) or DEFAULT_MIME_TYPE
+
+
+def detect_mime_type(pathname: str, head: bytes | bytearray | memoryview | None) -> str:
+    """The MIME type from ``pathname``'s extension; when that is unknown, sniffed from ``head``
+    (the content's first bytes, or None when they are not at hand)."""
+    guessed = guess_mime_type(pathname)
+    if guessed != DEFAULT_MIME_TYPE or head is None:
+        return guessed
+    return sniff_mime_type(head)

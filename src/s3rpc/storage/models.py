@@ -14,7 +14,8 @@ characters, so an oversized field costs nothing however long it is.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, TypedDict, TypeVar, get_type_hints
+from typing import Annotated, Any, ClassVar, Literal, TypedDict, TypeVar, get_type_hints
+from urllib.parse import parse_qsl, quote, urlencode
 
 from pydantic import (
     BaseModel,
@@ -200,12 +201,139 @@ def binary_fields(model: type[Any]) -> frozenset[str]:
     )
 
 
-class WriteParams(ObjectParams):
-    content: ObjectBytes
-    visibility: Visibility = None
-    config: Metadata = None
+MAX_CONTENT_TYPE_CHARS = 255
+#: Cache-Control, Content-Disposition, Content-Encoding, Content-Language values.
+MAX_HEADER_CHARS = 1024
+MAX_STORAGE_CLASS_CHARS = 64
+#: S3's limits on object tags.
+MAX_TAGS = 10
+MAX_TAG_KEY_CHARS = 128
+MAX_TAG_VALUE_CHARS = 256
+#: The tagging string, "k=v&k2=v2" (at most 10 tags of 128 + 256 characters, percent-encoded).
+MAX_TAGGING_CHARS = 8192
 
-    _check_config = field_validator("config")(_metadata)
+
+def _header_value(value: str | None) -> str | None:
+    # Sent as an HTTP header: printable ASCII only (S3 would refuse or mangle anything else).
+    if value is None or value == "":
+        return None
+    if not (value.isascii() and value.isprintable()):
+        raise ValueError(
+            "must be printable ASCII (an HTTP header); encode other characters, "
+            "e.g. filename*=UTF-8''%E2%82%AC.txt"
+        )
+    return value
+
+
+HeaderValue = Annotated[str | None, _max_chars(MAX_HEADER_CHARS)]
+
+
+def _empty_is_none(value: Any) -> Any:
+    # PHP sends an empty array as [] and may send "" for "not given".
+    if value == [] or value == "" or value == {}:
+        return None
+    return value
+
+
+#: Besides letters and digits, the characters S3 allows in tag keys and values.
+_TAG_CHARS = frozenset(" _.:/=+-@")
+
+
+def _check_tags(pairs: list[tuple[str, str]]) -> str:
+    if len(pairs) > MAX_TAGS:
+        raise ValueError(f"at most {MAX_TAGS} tags")
+    keys = set()
+    for key, item in pairs:
+        if not 1 <= len(key) <= MAX_TAG_KEY_CHARS:
+            raise ValueError(f"tag keys must be 1 to {MAX_TAG_KEY_CHARS} characters")
+        if len(item) > MAX_TAG_VALUE_CHARS:
+            raise ValueError(f"tag values must be at most {MAX_TAG_VALUE_CHARS} characters")
+        if not all(c.isalnum() or c in _TAG_CHARS for c in key + item):
+            raise ValueError(
+                "tag keys and values may hold letters, digits, spaces and _ . : / = + - @ only"
+            )
+        if key in keys:
+            raise ValueError("tag keys must be unique")
+        keys.add(key)
+    return urlencode(pairs, quote_via=quote)
+
+
+def _tagging(value: Any) -> Any:
+    """A map of tags or a ``"k=v&k2=v2"`` string, as the URL-encoded string S3 takes."""
+    value = _empty_is_none(value)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if len(value) > MAX_TAGGING_CHARS:
+            raise ValueError(f"must be at most {MAX_TAGGING_CHARS} characters")
+        try:
+            pairs = parse_qsl(value, keep_blank_values=True, strict_parsing=True)
+        except ValueError:
+            raise ValueError("must be a map of tags or a 'key=value&key2=value2' string") from None
+        return _check_tags(pairs)
+    if isinstance(value, dict):
+        if len(value) > MAX_TAGS:
+            raise ValueError(f"at most {MAX_TAGS} tags")
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise ValueError("tag keys and values must be strings")
+        return _check_tags(list(value.items()))
+    raise ValueError("must be a map of tags or a 'key=value&key2=value2' string")
+
+
+class WriteOptions(Params):
+    """Options of every method that creates an object: Write, WriteFromFile, UploadStart,
+    Copy and Move. Turned into S3 arguments by ``storage.objects.write_args``.
+
+    ``metadata`` is the user metadata (``x-amz-meta-*``); ``config`` is its older name. Either
+    may be given, not both. ``tagging`` is a map or a ``"k=v&k2=v2"`` string and is kept as the
+    URL-encoded string. ``if_none_match`` can only be ``"*"``: create, never overwrite.
+    """
+
+    visibility: Visibility = None
+    content_type: Annotated[
+        str | None, _max_chars(MAX_CONTENT_TYPE_CHARS), BeforeValidator(_empty_is_none)
+    ] = None
+    cache_control: HeaderValue = None
+    content_disposition: HeaderValue = None
+    content_encoding: HeaderValue = None
+    content_language: HeaderValue = None
+    metadata: Metadata = None
+    config: Metadata = None
+    storage_class: Annotated[
+        str | None,
+        _max_chars(MAX_STORAGE_CLASS_CHARS),
+        BeforeValidator(_empty_is_none),
+        Field(pattern=r"^[A-Z][A-Z_]*$"),
+    ] = None
+    tagging: Annotated[str | None, BeforeValidator(_tagging)] = None
+    if_none_match: Annotated[Literal["*"] | None, BeforeValidator(_empty_is_none)] = None
+
+    _check_metadata = field_validator("metadata", "config")(_metadata)
+    _check_headers = field_validator(
+        "content_type",
+        "cache_control",
+        "content_disposition",
+        "content_encoding",
+        "content_language",
+    )(_header_value)
+
+    @model_validator(mode="after")
+    def _one_metadata(self) -> WriteOptions:
+        if self.metadata is not None and self.config is not None:
+            raise S3RpcError(
+                ErrorCode.INVALID_REQUEST,
+                "field 'metadata': give either 'metadata' or its alias 'config', not both",
+            )
+        return self
+
+    @property
+    def user_metadata(self) -> dict[str, str] | None:
+        """The user metadata given as ``metadata`` or ``config``; None if neither."""
+        return self.metadata if self.metadata is not None else self.config
+
+
+class WriteParams(ObjectParams, WriteOptions):
+    content: ObjectBytes
 
 
 class PublicUrlParams(ObjectParams):
@@ -221,15 +349,12 @@ class SetVisibilityParams(ObjectParams):
     visibility: Annotated[str, _VISIBILITY_CHARS]
 
 
-class CopyParams(Params):
+class CopyParams(WriteOptions):
     source_bucket: BucketName = None
     source_pathname: Annotated[str, _pathname_chars("source_pathname")]
     dest_bucket: BucketName = None
     dest_pathname: Annotated[str, _pathname_chars("dest_pathname")]
-    visibility: Visibility = None
-    config: Metadata = None
 
-    _check_config = field_validator("config")(_metadata)
 
 
 class ListObjectsParams(BucketParams):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from botocore.exceptions import ClientError  # type: ignore[import-untyped, unused-ignore]
 
-from s3rpc.errors import S3RpcError
+from s3rpc.errors import ErrorCode, S3RpcError
 from s3rpc.storage.buckets import CLEANUP_GRACE, Bucket, BucketManager, UploadTracker
 from s3rpc.storage.translate import client_error_parts, s3_errors
 
@@ -124,6 +124,21 @@ def may_have_applied(exc: Exception) -> bool:
     return True
 
 
+async def refuse_existing(client: S3Client, bucket: str, key: str) -> None:
+    """PRECONDITION_FAILED if ``key`` exists (a HEAD: for ``if_none_match`` where S3 cannot
+    enforce it, or before work that would be done in vain). Runs inside the caller's
+    :func:`~s3rpc.storage.translate.s3_errors`."""
+    try:
+        await client.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if client_error_parts(exc)[0] == 404:
+            return
+        raise
+    raise S3RpcError(
+        ErrorCode.PRECONDITION_FAILED, "the object already exists (if_none_match: '*')"
+    )
+
+
 class Multipart:
     """One multipart upload: created, tracked, and either completed or aborted — never left over.
 
@@ -138,12 +153,17 @@ class Multipart:
         self._client = client
         self._bucket = bucket
         self._key = key
-        self._extra = extra
+        # CreateMultipartUpload takes no IfNoneMatch: "create, never overwrite" is checked
+        # with a HEAD before creating (no parts uploaded in vain) and enforced by S3 on complete.
+        self._extra = {k: v for k, v in extra.items() if k != "IfNoneMatch"}
+        self._if_none_match: str | None = extra.get("IfNoneMatch")
         self._upload_id = ""
         self._parts: dict[int, str] = {}
         self._done = False
 
     async def __aenter__(self) -> Multipart:
+        if self._if_none_match is not None:
+            await refuse_existing(self._client, self._bucket, self._key)
         create = asyncio.ensure_future(
             self._client.create_multipart_upload(Bucket=self._bucket, Key=self._key, **self._extra)
         )
@@ -264,11 +284,15 @@ class Multipart:
         parts: list[CompletedPartTypeDef] = [
             {"PartNumber": n, "ETag": etag} for n, etag in sorted(self._parts.items())
         ]
+        conditions: dict[str, Any] = {}
+        if self._if_none_match is not None:
+            conditions["IfNoneMatch"] = self._if_none_match
         await self._client.complete_multipart_upload(
             Bucket=self._bucket,
             Key=self._key,
             UploadId=self._upload_id,
             MultipartUpload={"Parts": parts},
+            **conditions,
         )
         self._done = True
         self._tracker.discard(self._client, self._bucket, self._key, self._upload_id)

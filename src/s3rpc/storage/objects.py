@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from s3rpc.budget import reserve
 from s3rpc.errors import ErrorCode, S3RpcError
 from s3rpc.storage.buckets import Bucket, BucketManager
-from s3rpc.storage.mime import guess_mime_type
+from s3rpc.storage.mime import SNIFF_BYTES, detect_mime_type, guess_mime_type
 from s3rpc.storage.models import (
     ExistsResult,
     MetadataResult,
@@ -23,6 +23,7 @@ from s3rpc.storage.models import (
     ReadResult,
     SetVisibilityParams,
     SuccessResult,
+    WriteOptions,
     WriteParams,
     WriteResult,
 )
@@ -63,6 +64,52 @@ def acl_args(bucket: Bucket, visibility: str) -> dict[str, Any]:
     return {}
 
 
+def write_args(
+    bucket: Bucket,
+    options: WriteOptions,
+    pathname: str,
+    head: bytes | bytearray | memoryview | None,
+) -> dict[str, Any]:
+    """The S3 arguments of a write (PutObject, CreateMultipartUpload, CopyObject) for
+    ``options``, beyond Bucket/Key/Body.
+
+    ``ContentType`` is the given ``content_type``, else from ``pathname``'s extension, else
+    sniffed from ``head`` (the content's first bytes, :data:`SNIFF_BYTES` suffice; None when
+    not at hand). ``ACL`` follows the visibility (or the bucket's default) unless the bucket uses
+    ``visibility_mode: none``. ``IfNoneMatch: "*"`` is included when asked: PutObject and
+    CompleteMultipartUpload take it (:class:`~s3rpc.storage.multipart.Multipart` moves it from
+    the create to the complete call).
+    """
+    visibility = chosen_visibility(options.visibility, bucket)
+    args: dict[str, Any] = {
+        "ContentType": options.content_type or detect_mime_type(pathname, head),
+    }
+    for field, arg in _HEADER_ARGS:
+        value = getattr(options, field)
+        if value is not None:
+            args[arg] = value
+    metadata = options.user_metadata
+    if metadata is not None:
+        args["Metadata"] = dict(metadata)
+    if options.storage_class is not None:
+        args["StorageClass"] = options.storage_class
+    if options.tagging is not None:
+        args["Tagging"] = options.tagging
+    args.update(acl_args(bucket, visibility))
+    if options.if_none_match is not None:
+        args["IfNoneMatch"] = options.if_none_match
+    return args
+
+
+#: Header options and their S3 argument names (ContentType is chosen separately).
+_HEADER_ARGS = (
+    ("cache_control", "CacheControl"),
+    ("content_disposition", "ContentDisposition"),
+    ("content_encoding", "ContentEncoding"),
+    ("content_language", "ContentLanguage"),
+)
+
+
 def named(pathname: str, bucket: Bucket) -> str:
     return f"'{pathname}' in bucket '{bucket.name}'"
 
@@ -95,12 +142,8 @@ async def read_body(body: Any, length: int | None) -> bytes | bytearray:
 @method("s3.Write", WriteParams)
 async def write(manager: BucketManager, bucket: Bucket, params: WriteParams) -> WriteResult:
     key = bucket.key(params.pathname)
-    visibility = chosen_visibility(params.visibility, bucket)
-    extra: dict[str, Any] = {"ContentType": guess_mime_type(params.pathname)}
-    extra.update(acl_args(bucket, visibility))
-    if params.config:
-        extra["Metadata"] = dict(params.config)
     content = params.content
+    extra = write_args(bucket, params, params.pathname, memoryview(content)[:SNIFF_BYTES])
     with s3_errors(f"write {named(params.pathname, bucket)}", physical_bucket=bucket.physical):
         if len(content) > bucket.config.part_size:
             await upload_buffer(manager, bucket, key, memoryview(content), extra)

@@ -6,6 +6,7 @@ status first and S3 error code second::
     404 (NoSuchKey, NotFound, "404")      -> FILE_NOT_FOUND
     404 NoSuchBucket                      -> S3_OPERATION_FAILED naming the physical bucket
     403 (AccessDenied, SignatureDoesNotMatch, ...) -> PERMISSION_DENIED
+    412 PreconditionFailed (If-None-Match: *)    -> PRECONDITION_FAILED
     AccessControlListNotSupported         -> INVALID_CONFIG (hint: ``visibility_mode: none``)
     anything else                         -> S3_OPERATION_FAILED, S3 code in details
 
@@ -66,6 +67,10 @@ def translate_client_error(exc: ClientError, *, what: str, physical_bucket: str)
         return S3RpcError(ErrorCode.FILE_NOT_FOUND, f"{what}: file not found", details)
     if code in _DENIED_CODES:
         return S3RpcError(ErrorCode.PERMISSION_DENIED, f"{what}: access denied by S3", details)
+    if status == 412 or code == "PreconditionFailed":
+        return S3RpcError(
+            ErrorCode.PRECONDITION_FAILED, f"{what}: the object already exists", details
+        )
     if code == "AccessControlListNotSupported":
         return S3RpcError(ErrorCode.INVALID_CONFIG, f"{what}: {ACL_NOT_SUPPORTED_HINT}", details)
     return S3RpcError(ErrorCode.S3_OPERATION_FAILED, f"{what}: S3 request failed", details)
