@@ -53,7 +53,18 @@ CODEC_MASK: Final = Flag.RAW | Flag.JSON | Flag.MSGPACK | Flag.GOB | Flag.PROTO
 
 
 class ProtocolError(Exception):
-    """The peer broke the framing; the connection cannot continue."""
+    """The peer broke the framing; the connection cannot continue.
+
+    ``declared`` and ``limit`` are set when the violation is a payload larger than the
+    decoder's ``max_payload``: the size the frame header declared and the limit it exceeds.
+    """
+
+    def __init__(
+        self, message: str, *, declared: int | None = None, limit: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.declared = declared
+        self.limit = limit
 
 
 class _NeedData:
@@ -215,6 +226,8 @@ class FrameDecoder:
             )
         if length > self.max_payload:
             raise ProtocolError(
-                f"declared payload of {length} bytes exceeds the limit of {self.max_payload}"
+                f"declared payload of {length} bytes exceeds the limit of {self.max_payload}",
+                declared=length,
+                limit=self.max_payload,
             )
         return flags, length

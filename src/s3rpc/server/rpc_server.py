@@ -168,8 +168,21 @@ class Connection:
                 ):
                     return
         except ProtocolError as exc:
+            oversized: dict[str, Any] = {}
+            if exc.declared is not None:
+                # Name the setting, so an operator can tell a too-small limit from garbage; big
+                # objects belong in s3.WriteFromFile or upload sessions, not one frame.
+                oversized = {
+                    "setting": "rpc.max_frame_size",
+                    "declared_size": exc.declared,
+                    "max_frame_size": exc.limit,
+                }
             log.warning(
-                "protocol_error", peer=self.peer, reason=str(exc), action="closing connection"
+                "protocol_error",
+                peer=self.peer,
+                reason=str(exc),
+                action="closing connection",
+                **oversized,
             )
             if self.state.metrics is not None:
                 self.state.metrics.protocol_errors.inc()
