@@ -31,7 +31,9 @@ use Spiral\Goridge\RPC\RPC;
  *
  * This class tests the adapter as configured by default: no directory markers, so an empty
  * directory cannot exist (see {@see self::checking_if_a_directory_exists_after_creating_it()}).
- * {@see S3RpcAdapterWithDirectoryMarkerTest} runs the whole suite again with markers on.
+ * {@see S3RpcAdapterWithDirectoryMarkerTest} runs the whole suite again with markers on, and
+ * {@see S3RpcAdapterWithSmallChunksTest} once more with 3-byte chunks, so that every stream
+ * goes through upload sessions and ranged reads.
  */
 class S3RpcAdapterTest extends FilesystemAdapterTestCase
 {
@@ -47,6 +49,12 @@ class S3RpcAdapterTest extends FilesystemAdapterTestCase
     protected static function adapterPrefix(): string
     {
         return '';
+    }
+
+    /** Bytes per upload chunk and ranged read of writeStream()/readStream()/checksum(). */
+    protected static function chunkSize(): int
+    {
+        return S3Storage::CHUNK_SIZE;
     }
 
     /** @return non-empty-string */
@@ -65,7 +73,7 @@ class S3RpcAdapterTest extends FilesystemAdapterTestCase
                 'json' => new JsonCodec(),
                 'msgpack' => new MsgpackCodec(),
                 default => S3RpcAdapter::defaultCodec(),
-            });
+            }, static::chunkSize());
             $bucket = self::$buckets[static::class] ??= self::registerBucket($storage);
         } catch (RelayException $e) {
             self::markTestSkipped(sprintf('no s3rpc daemon at %s: %s', static::address(), $e->getMessage()));

@@ -33,6 +33,7 @@ use League\Flysystem\UnableToWriteFile;
 use League\Flysystem\UrlGeneration\PublicUrlGenerator;
 use League\Flysystem\UrlGeneration\TemporaryUrlGenerator;
 use League\MimeTypeDetection\ExtensionMimeTypeDetector;
+use League\MimeTypeDetection\FinfoMimeTypeDetector;
 use League\MimeTypeDetection\MimeTypeDetector;
 use S3Rpc\Exception\S3Exception;
 use S3Rpc\S3Storage;
@@ -58,48 +59,69 @@ use Throwable;
  *
  * How Flysystem's concepts map onto the daemon:
  *
- * - **Streams are buffered in memory.** `writeStream()` reads the whole stream and sends one
- *   `s3.Write`; `readStream()` does one `s3.Read` and returns a `php://temp` stream holding the
- *   bytes. An object must therefore fit in one RPC frame (`rpc.max_frame_size`, 64 MiB by
- *   default). True streaming needs the daemon's planned ranged `s3.Read` and upload sessions.
+ * - **Streams are streamed.** `writeStream()` uploads through an upload session
+ *   (`s3.UploadStart`, one `s3.UploadChunk` per chunk, `s3.UploadComplete`; aborted on any
+ *   failure), `readStream()` returns a seekable stream fed by ranged `s3.Read` calls; PHP holds
+ *   one chunk (4 MiB by default, {@see S3Storage::CHUNK_SIZE}) at a time, whatever the size of
+ *   the object. `write()`/`read()` move the object in one frame (`rpc.max_frame_size`).
  * - **Directories are implied by keys, as in S3.** A directory exists while an object lies under
- *   `dir/` (`directoryExists()` lists one key under that prefix). The S3 convention for an empty
+ *   `dir/` (`directoryExists()` is `s3.Exists` on `dir/`). The S3 convention for an empty
  *   directory, a zero-byte `dir/` object (what the AWS adapter writes), cannot be made through
- *   the daemon: `dir/` is not a valid pathname (trailing empty segment → `INVALID_PATHNAME`).
+ *   the daemon: `dir/` is not a valid pathname for `s3.Write` (`INVALID_PATHNAME`).
  *   So `createDirectory()` is a no-op by default: the directory appears once a file is written
  *   into it. Pass `$directoryMarker` (e.g. `'.s3rpc-directory'`) to make empty directories real:
  *   `createDirectory('a/b')` then writes an empty object `a/b/<marker>`, which listings hide and
  *   `deleteDirectory()` removes (other S3 clients will see that object). `dir/` marker objects
- *   written by other tools are recognised in listings.
- * - **Deep listings include directories**: `listContents($path, true)` yields every directory
- *   implied by the keys below `$path` (before its first file), as the local adapter does.
- * - **MIME types** are the daemon's (chosen from the extension when the object was written; the
- *   daemon cannot take an explicit `mimetype` yet). The daemon stores `application/octet-stream`
- *   for an extension it does not know; that is reported as "MIME type unknown"
- *   (UnableToRetrieveMetadata) unless the extension itself means application/octet-stream.
+ *   written by other tools are directories in listings and `deleteDirectory()` removes them.
+ * - **Listings** are `s3.ListContents` pages; deep listings also yield every directory implied
+ *   by the keys below `$path` (before its first file), as the local adapter does.
+ * - **MIME types**: the `mimetype` option, else the MIME type detector's answer for the path and
+ *   content (Flysystem's FinfoMimeTypeDetector when ext-fileinfo is loaded: content first, then
+ *   extension), else `application/octet-stream`, is sent as `content_type` and stored. A stored
+ *   `application/octet-stream` is reported as "MIME type unknown" (UnableToRetrieveMetadata)
+ *   unless the extension itself means application/octet-stream.
  * - **Visibility**: `visibility` in the write config, else the bucket's default. Copy and move
  *   keep the source's visibility (`retain_visibility`, default true) unless one is given.
  * - **Checksums**: `md5` (the default) is the object's ETag when it is a plain MD5 (single-part
  *   upload, no SSE-KMS), else the MD5 of the content, computed here; `etag` returns the ETag as
  *   is; other algorithms throw ChecksumAlgoIsNotSupported, so Filesystem computes them.
  *
- * Config options understood by write/writeStream/copy/move: `visibility`, `metadata`
- * (array<string, string>, stored as S3 user metadata), `retain_visibility` (copy/move).
+ * Config options understood by write/writeStream/copy/move: `visibility`, `mimetype`,
+ * `metadata` (array<string, string>, stored as S3 user metadata), `cache_control`,
+ * `content_disposition`, `content_encoding`, `content_language`, `storage_class`, `tagging`,
+ * `if_none_match` (`'*'`: never overwrite), also under the AWS adapter's names (`ContentType`,
+ * `CacheControl`, `ContentDisposition`, `ContentEncoding`, `ContentLanguage`, `Metadata`,
+ * `StorageClass`, `Tagging`) so existing Laravel disk options keep working;
+ * `retain_visibility` (copy/move).
  */
 final class S3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, TemporaryUrlGenerator, ChecksumProvider
 {
     /** What the daemon stores for an extension it cannot map to a MIME type. */
     private const UNKNOWN_MIME_TYPE = 'application/octet-stream';
 
-    /** The daemon's page size limit for s3.ListObjects. */
+    /** The daemon's page size limit for s3.ListContents, and what s3.DeleteMany takes per S3 request. */
     private const PAGE_SIZE = 1000;
+
+    /** Bytes of a seekable stream sampled to detect its MIME type. */
+    private const MIME_SAMPLE_BYTES = 4096;
+
+    /** Daemon write option => the Config keys that set it (Flysystem-style first, then the AWS adapter's). */
+    private const WRITE_OPTIONS = [
+        'cache_control' => ['cache_control', 'CacheControl'],
+        'content_disposition' => ['content_disposition', 'ContentDisposition'],
+        'content_encoding' => ['content_encoding', 'ContentEncoding'],
+        'content_language' => ['content_language', 'ContentLanguage'],
+        'storage_class' => ['storage_class', 'StorageClass'],
+        'tagging' => ['tagging', 'Tagging'],
+        'if_none_match' => ['if_none_match', 'IfNoneMatch'],
+    ];
 
     /** Longest presigned URL lifetime the daemon (and SigV4) accepts: 7 days. */
     private const MAX_EXPIRES_IN = 604800;
 
     private readonly S3Storage $storage;
     private readonly PathPrefixer $prefixer;
-    private readonly MimeTypeDetector $extensionMimeTypes;
+    private readonly MimeTypeDetector $mimeTypes;
 
     /**
      * @param RPCInterface|S3Storage $rpc a goridge RPC object (its codec is replaced by `$codec`) or
@@ -109,6 +131,8 @@ final class S3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, Tempo
      * @param CodecInterface|null $codec null: msgpack when ext-msgpack is loaded, else JSON
      * @param string|null $directoryMarker file name of the empty object that marks an explicitly
      *        created directory; null (default) makes createDirectory() a no-op
+     * @param MimeTypeDetector|null $mimeTypes detects the content_type of written files; null:
+     *        FinfoMimeTypeDetector with ext-fileinfo, else ExtensionMimeTypeDetector
      */
     public function __construct(
         RPCInterface|S3Storage $rpc,
@@ -116,7 +140,7 @@ final class S3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, Tempo
         string $prefix = '',
         ?CodecInterface $codec = null,
         private readonly ?string $directoryMarker = null,
-        ?MimeTypeDetector $extensionMimeTypes = null,
+        ?MimeTypeDetector $mimeTypes = null,
     ) {
         if ($directoryMarker !== null && ($directoryMarker === '' || \str_contains($directoryMarker, '/')
             || $directoryMarker === '.' || $directoryMarker === '..')) {
@@ -124,7 +148,8 @@ final class S3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, Tempo
         }
         $this->storage = $rpc instanceof S3Storage ? $rpc : new S3Storage($rpc, $codec ?? self::defaultCodec());
         $this->prefixer = new PathPrefixer($prefix);
-        $this->extensionMimeTypes = $extensionMimeTypes ?? new ExtensionMimeTypeDetector();
+        $this->mimeTypes = $mimeTypes
+            ?? (\class_exists(\finfo::class) ? new FinfoMimeTypeDetector() : new ExtensionMimeTypeDetector());
     }
 
     /**
@@ -149,8 +174,12 @@ final class S3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, Tempo
 
     public function fileExists(string $path): bool
     {
+        $key = $this->key($path);
+        if ($key === '' || \str_ends_with($key, '/')) {
+            return false; // a directory's name: s3.Exists would answer whether the directory exists
+        }
         try {
-            return $this->storage->exists($this->key($path), $this->bucket);
+            return $this->storage->exists($key, $this->bucket);
         } catch (S3Exception $e) {
             if ($e->getErrorCode() === 'INVALID_PATHNAME') {
                 return false; // e.g. "dir/": no object can have that name
@@ -168,39 +197,27 @@ final class S3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, Tempo
             return true; // the bucket's root always exists
         }
         try {
-            $page = $this->storage->listObjects($this->bucket, $prefix, null, 1);
+            return $this->storage->exists($prefix, $this->bucket); // "dir/": any object under it
         } catch (Throwable $e) {
             throw UnableToCheckDirectoryExistence::forLocation($path, $e);
         }
-
-        return ($page['objects'] ?? []) !== [] || ($page['common_prefixes'] ?? []) !== [];
     }
 
     // --- writing and reading -----------------------------------------------------------------
 
     public function write(string $path, string $contents, Config $config): void
     {
-        $visibility = $config->get(Config::OPTION_VISIBILITY);
-        if ($visibility !== null) {
-            PortableVisibilityGuard::guardAgainstInvalidInput((string) $visibility);
-        }
+        $options = $this->writeOptions($config, $path, $contents);
         try {
-            $this->storage->write(
-                $this->key($path),
-                $contents,
-                $this->bucket,
-                $visibility === null ? null : (string) $visibility,
-                self::userMetadata($config),
-            );
+            $this->storage->write($this->key($path), $contents, $this->bucket, options: $options);
         } catch (Throwable $e) {
             throw UnableToWriteFile::atLocation($path, self::reason($e), $e);
         }
     }
 
     /**
-     * Buffers the whole stream in memory and sends it as one s3.Write: the object must fit in
-     * one RPC frame (`rpc.max_frame_size`). Streaming uploads need the daemon's planned upload
-     * sessions (s3.UploadStart/UploadChunk/UploadComplete).
+     * Streams the upload through an upload session, one chunk in memory at a time (see
+     * {@see S3Storage::writeStream()}; a stream shorter than one chunk is one s3.Write).
      *
      * @param resource $contents
      */
@@ -209,11 +226,12 @@ final class S3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, Tempo
         if (!\is_resource($contents)) {
             throw UnableToWriteFile::atLocation($path, 'expected a stream resource');
         }
-        $bytes = \stream_get_contents($contents);
-        if ($bytes === false) {
-            throw UnableToWriteFile::atLocation($path, 'the stream could not be read');
+        $options = $this->writeOptions($config, $path, self::sample($contents));
+        try {
+            $this->storage->writeStream($this->key($path), $contents, $options, $this->bucket);
+        } catch (Throwable $e) {
+            throw UnableToWriteFile::atLocation($path, self::reason($e), $e);
         }
-        $this->write($path, $bytes, $config);
     }
 
     public function read(string $path): string
@@ -226,21 +244,19 @@ final class S3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, Tempo
     }
 
     /**
-     * Reads the whole object with one s3.Read and returns a seekable php://temp stream with
-     * its bytes (kept in memory up to 2 MiB, then in a temporary file). Ranged reads would
-     * let this stream the object; the daemon has none yet.
+     * A seekable, read-only stream fed by ranged s3.Read calls, one chunk at a time (see
+     * {@see S3Storage::readStream()}). A missing object throws here; a failure later in the
+     * object is thrown from fread().
      *
      * @return resource
      */
     public function readStream(string $path)
     {
-        $bytes = $this->read($path);
-        $stream = \fopen('php://temp', 'w+b');
-        if ($stream === false || \fwrite($stream, $bytes) !== \strlen($bytes) || !\rewind($stream)) {
-            throw UnableToReadFile::fromLocation($path, 'could not buffer the object in php://temp');
+        try {
+            return $this->storage->readStream($this->key($path), $this->bucket);
+        } catch (Throwable $e) {
+            throw UnableToReadFile::fromLocation($path, self::reason($e), $e);
         }
-
-        return $stream;
     }
 
     // --- deleting ----------------------------------------------------------------------------
@@ -255,28 +271,20 @@ final class S3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, Tempo
     }
 
     /**
-     * Deletes every object under `path/`, one s3.Delete per object, page by page.
+     * Deletes every object under `path/` (its markers included) with one s3.DeleteDirectory.
+     * The root of a bucket without an adapter prefix (which s3.DeleteDirectory refuses) is
+     * emptied by listing it and deleting each page with s3.DeleteMany.
      */
     public function deleteDirectory(string $path): void
     {
         $prefix = $this->prefixer->prefixDirectoryPath($path);
         try {
-            $token = null;
-            do {
-                $page = $this->storage->listObjects($this->bucket, $prefix, null, self::PAGE_SIZE, $token);
-                foreach ($page['objects'] ?? [] as $object) {
-                    $key = (string) $object['key'];
-                    if (\str_ends_with($key, '/')) {
-                        // A "dir/" marker written by another S3 client: the daemon refuses such a pathname.
-                        throw new \RuntimeException(\sprintf(
-                            "the directory marker object '%s' cannot be deleted through the daemon (not a valid pathname)",
-                            $key,
-                        ));
-                    }
-                    $this->storage->delete($key, $this->bucket);
-                }
-                $token = $page['next_continuation_token'] ?? null;
-            } while (($page['is_truncated'] ?? false) && $token !== null && $token !== '');
+            if ($prefix !== '') {
+                $this->storage->deleteDirectory($prefix, $this->bucket);
+
+                return;
+            }
+            $this->deleteRoot();
         } catch (Throwable $e) {
             throw UnableToDeleteDirectory::atLocation($path, self::reason($e), $e);
         }
@@ -347,6 +355,9 @@ final class S3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, Tempo
     // --- listing -----------------------------------------------------------------------------
 
     /**
+     * `s3.ListContents` page by page: files and directories (S3 common prefixes, `dir/` marker
+     * objects) as the daemon reports them; deep listings add the directories the keys imply.
+     *
      * @return Generator<int, StorageAttributes>
      */
     public function listContents(string $path, bool $deep): iterable
@@ -357,48 +368,39 @@ final class S3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, Tempo
         $seen = [];
         do {
             try {
-                $page = $this->storage->listObjects($this->bucket, $prefix, $deep ? null : '/', self::PAGE_SIZE, $token);
+                $page = $this->storage->listContents($this->bucket, $prefix, $deep, $token, self::PAGE_SIZE);
             } catch (Throwable $e) {
                 throw UnableToListContents::atLocation($path, $deep, $e);
             }
-            foreach ($page['common_prefixes'] ?? [] as $common) {
-                yield new DirectoryAttributes($this->prefixer->stripDirectoryPrefix((string) $common['prefix']));
-            }
-            foreach ($page['objects'] ?? [] as $object) {
-                $key = (string) $object['key'];
-                if ($key === $prefix) {
-                    continue; // the listed directory's own "dir/" marker
-                }
+            foreach ($page['contents'] ?? [] as $entry) {
+                $key = (string) $entry['path']; // the daemon's pathname: prefixed, no trailing "/"
+                $isDirectory = ($entry['type'] ?? 'file') === 'dir';
                 if ($deep) {
+                    // Directories above the entry (and a marker's own directory), each once.
                     // Not `yield from`: its keys would collide with this generator's own
                     // (iterator_to_array() keeps keys).
-                    foreach ($this->impliedDirectories($prefix, $key, $seen) as $directory) {
+                    foreach ($this->impliedDirectories($prefix, $isDirectory ? $key . '/' : $key, $seen) as $directory) {
                         yield $directory;
                     }
-                }
-                if (\str_ends_with($key, '/')) {
-                    if (!$deep) {
-                        yield new DirectoryAttributes($this->prefixer->stripDirectoryPrefix($key));
+                    if ($isDirectory) {
+                        continue; // yielded as an implied directory just above
                     }
-                    continue; // deep: already yielded as an implied directory
+                } elseif ($isDirectory) {
+                    yield new DirectoryAttributes($this->prefixer->stripDirectoryPrefix($key));
+                    continue;
                 }
                 if ($this->isDirectoryMarker($key)) {
                     continue;
                 }
                 yield new FileAttributes(
                     $this->prefixer->stripPrefix($key),
-                    (int) $object['size'],
+                    isset($entry['file_size']) ? (int) $entry['file_size'] : null,
                     null,
-                    (int) $object['last_modified'],
-                    null,
-                    \array_filter([
-                        'ETag' => $object['etag'] ?? null,
-                        'StorageClass' => $object['storage_class'] ?? null,
-                    ], static fn(mixed $v): bool => $v !== null && $v !== ''),
+                    isset($entry['last_modified']) ? (int) $entry['last_modified'] : null,
                 );
             }
-            $token = $page['next_continuation_token'] ?? null;
-        } while (($page['is_truncated'] ?? false) && $token !== null && $token !== '');
+            $token = (string) ($page['next_token'] ?? '');
+        } while ($token !== '');
     }
 
     // --- copy and move -----------------------------------------------------------------------
@@ -412,7 +414,7 @@ final class S3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, Tempo
                 $this->bucket,
                 $this->bucket,
                 $this->transferVisibility($source, $config),
-                self::userMetadata($config),
+                options: $this->transferOptions($config),
             );
         } catch (Throwable $e) {
             throw UnableToMoveFile::fromLocationTo($source, $destination, $e);
@@ -428,7 +430,7 @@ final class S3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, Tempo
                 $this->bucket,
                 $this->bucket,
                 $this->transferVisibility($source, $config),
-                self::userMetadata($config),
+                options: $this->transferOptions($config),
             );
         } catch (Throwable $e) {
             throw UnableToCopyFile::fromLocationTo($source, $destination, $e);
@@ -476,8 +478,16 @@ final class S3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, Tempo
                 return $etag;
             }
 
-            // A multipart ETag ("…-N") is not the content's MD5: compute it.
-            return \md5($this->storage->read($this->key($path), $this->bucket)['content']);
+            // A multipart ETag ("…-N") is not the content's MD5: compute it, one chunk at a time.
+            $stream = $this->storage->readStream($this->key($path), $this->bucket);
+            try {
+                $context = \hash_init('md5');
+                \hash_update_stream($context, $stream);
+
+                return \hash_final($context);
+            } finally {
+                \fclose($stream);
+            }
         } catch (Throwable $e) {
             throw new UnableToProvideChecksum(self::reason($e), $path, $e);
         }
@@ -504,7 +514,7 @@ final class S3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, Tempo
             isset($meta['size']) ? (int) $meta['size'] : null,
             isset($meta['visibility']) ? (string) $meta['visibility'] : null,
             isset($meta['last_modified']) ? (int) $meta['last_modified'] : null,
-            $this->knownMimeType($path, (string) ($meta['mime_type'] ?? '')),
+            $this->knownMimeType($path, (string) (($meta['content_type'] ?? '') ?: ($meta['mime_type'] ?? ''))),
             $etag === '' ? [] : ['ETag' => $etag],
         );
     }
@@ -518,7 +528,7 @@ final class S3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, Tempo
         if ($mimeType === '') {
             return null;
         }
-        if ($mimeType === self::UNKNOWN_MIME_TYPE && $this->extensionMimeTypes->detectMimeTypeFromPath($path) === null) {
+        if ($mimeType === self::UNKNOWN_MIME_TYPE && $this->mimeTypes->detectMimeTypeFromPath($path) === null) {
             return null;
         }
 
@@ -567,13 +577,111 @@ final class S3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, Tempo
     }
 
     /**
-     * @return array<string, string>
+     * The daemon's write options from a write's Config: visibility, content_type (the
+     * `mimetype` option, else detected from the path and `$content`, else
+     * application/octet-stream), metadata and the header options.
+     *
+     * @param string|null $content the content, or the first bytes of a stream (null: none at hand)
+     * @return array<string, mixed>
      */
-    private static function userMetadata(Config $config): array
+    private function writeOptions(Config $config, string $path, ?string $content): array
     {
-        $metadata = $config->get('metadata', []);
+        $options = $this->transferOptions($config);
+        $visibility = $config->get(Config::OPTION_VISIBILITY);
+        if ($visibility !== null) {
+            PortableVisibilityGuard::guardAgainstInvalidInput((string) $visibility);
+            $options['visibility'] = (string) $visibility;
+        }
+        if (!isset($options['content_type'])) {
+            $detected = $content === null
+                ? $this->mimeTypes->detectMimeTypeFromPath($path)
+                : $this->mimeTypes->detectMimeType($path, $content);
+            $options['content_type'] = $detected ?? self::UNKNOWN_MIME_TYPE;
+        }
 
-        return \is_array($metadata) ? \array_map('strval', $metadata) : [];
+        return $options;
+    }
+
+    /**
+     * The write options given in a Config (no detection): what copy/move pass on, replacing the
+     * destination's headers and metadata only when one is given.
+     *
+     * @return array<string, mixed>
+     */
+    private function transferOptions(Config $config): array
+    {
+        $options = [];
+        $contentType = $config->get('mimetype', $config->get('content_type', $config->get('ContentType')));
+        if ($contentType !== null && $contentType !== '') {
+            $options['content_type'] = (string) $contentType;
+        }
+        $metadata = $config->get('metadata', $config->get('Metadata'));
+        if (\is_array($metadata) && $metadata !== []) {
+            $options['metadata'] = \array_map('strval', $metadata);
+        }
+        foreach (self::WRITE_OPTIONS as $option => $keys) {
+            foreach ($keys as $key) {
+                $value = $config->get($key);
+                if ($value !== null && $value !== '') {
+                    $options[$option] = \is_array($value) ? \array_map('strval', $value) : (string) $value;
+                    break;
+                }
+            }
+        }
+
+        return $options;
+    }
+
+    /**
+     * The first bytes of a seekable stream, for MIME detection, leaving its position as it was;
+     * null for a stream that cannot seek back.
+     *
+     * @param resource $stream
+     */
+    private static function sample($stream): ?string
+    {
+        if (!(\stream_get_meta_data($stream)['seekable'] ?? false)) {
+            return null;
+        }
+        $position = \ftell($stream);
+        $head = \fread($stream, self::MIME_SAMPLE_BYTES);
+        if ($position === false || \fseek($stream, $position) !== 0) {
+            throw new \RuntimeException('could not seek back after sampling the stream');
+        }
+
+        return $head === false ? null : $head;
+    }
+
+    /**
+     * Empties the bucket's root, which s3.DeleteDirectory refuses: the first page of a shallow
+     * s3.ListContents, its files with one s3.DeleteMany and each directory with
+     * s3.DeleteDirectory (that also removes `dir/` markers), until a page comes back empty.
+     */
+    private function deleteRoot(): void
+    {
+        do {
+            $page = $this->storage->listContents($this->bucket, '', false, null, self::PAGE_SIZE);
+            $files = [];
+            foreach ($page['contents'] ?? [] as $entry) {
+                if (($entry['type'] ?? 'file') === 'dir') {
+                    $this->storage->deleteDirectory($entry['path'] . '/', $this->bucket);
+                } else {
+                    $files[] = (string) $entry['path'];
+                }
+            }
+            if ($files !== []) {
+                $errors = $this->storage->deleteMany($files, $this->bucket)['errors'] ?? [];
+                if ($errors !== []) {
+                    throw new \RuntimeException(\sprintf(
+                        '%d objects could not be deleted (first: %s, %s: %s)',
+                        \count($errors),
+                        $errors[0]['pathname'],
+                        $errors[0]['code'],
+                        $errors[0]['message'],
+                    ));
+                }
+            }
+        } while (($page['contents'] ?? []) !== []);
     }
 
     private static function reason(Throwable $e): string
