@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -159,6 +159,26 @@ class UploadTracker:
             log.error("multipart uploads left open", count=len(left), upload_ids=left[:100])
 
 
+async def _drain(bucket: Bucket, seconds: float) -> bool:
+    """Take every slot of ``bucket`` (behind the calls already waiting); False on timeout.
+
+    The slots stay taken on success: the bucket is gone, a straggler must not use its client.
+    """
+    semaphore = bucket.slot()
+    taken = 0
+    try:
+        async with asyncio.timeout(seconds):
+            for _ in range(bucket.config.max_concurrent_operations):
+                await semaphore.acquire()
+                taken += 1
+    except TimeoutError:
+        for _ in range(taken):
+            semaphore.release()
+        log.warning("unregistered bucket still busy", bucket=bucket.name, waited=seconds)
+        return False
+    return True
+
+
 async def _abort(upload: _Upload, seconds: float) -> bool:
     """Abort one upload; True when it is gone (also when S3 no longer knows it)."""
     try:
@@ -229,6 +249,9 @@ class BucketManager:
         self._session: Any = session if session is not None else aioboto3.Session()
         self._stack: AsyncExitStack | None = None
         self._clients: dict[str, S3Client] = {}
+        self._client_stacks: dict[str, AsyncExitStack] = {}
+        #: Awaited with a bucket being unregistered, after its calls drained (e.g. sessions).
+        self.unregister_hooks: list[Callable[[Bucket], Awaitable[None]]] = []
         self._buckets: dict[str, Bucket] = {}
         self._register_lock = asyncio.Lock()
         self._registered: set[str] = set()  # names added by register(), for max_registered
@@ -272,6 +295,7 @@ class BucketManager:
         finally:
             self._buckets.clear()
             self._clients.clear()
+            self._client_stacks.clear()
             if stack is not None:
                 await stack.aclose()
 
@@ -341,6 +365,56 @@ class BucketManager:
         )
         return bucket
 
+    # --- run-time unregistration (s3.UnregisterBucket) -----------------------------------
+
+    async def unregister(self, name: str) -> bool:
+        """Remove a bucket added by :meth:`register`; answer whether its client was closed.
+
+        New calls get BUCKET_NOT_FOUND at once; calls that already hold or wait for one of its
+        slots finish first (every one is bounded by the bucket's ``operation_timeout``). Its
+        clients are closed when no other bucket uses them.
+        """
+        shown = name if name.isprintable() else repr(name)
+        bucket = self._buckets.get(name)
+        if bucket is None:
+            raise S3RpcError(
+                ErrorCode.BUCKET_NOT_FOUND, f"bucket '{shown[:200]}' is not configured"
+            )
+        if name not in self._registered:
+            raise S3RpcError(
+                ErrorCode.INVALID_CONFIG,
+                f"bucket '{shown[:200]}' comes from the configuration file; only buckets "
+                "added with s3.RegisterBucket can be unregistered",
+            )
+        del self._buckets[name]
+        self._registered.discard(name)
+        drained = await _drain(bucket, bucket.operation_timeout + CLEANUP_GRACE + 1.0)
+        for hook in self.unregister_hooks:
+            await hook(bucket)
+        closed = False
+        if drained:
+            closed = await self._release_clients(bucket)
+        log.info("bucket unregistered", unregistered=name, drained=drained, client_closed=closed)
+        return closed
+
+    async def _release_clients(self, bucket: Bucket) -> bool:
+        in_use = {id(other.client) for other in self._buckets.values()}
+        in_use |= {id(other.presign_client) for other in self._buckets.values()}
+        in_use |= {id(upload.client) for upload in self.uploads._uploads}
+        closed = False
+        mine = {id(bucket.client): bucket.client, id(bucket.presign_client): bucket.presign_client}
+        for client in mine.values():
+            if id(client) in in_use:
+                continue
+            for ident, known in list(self._clients.items()):
+                if known is client:
+                    del self._clients[ident]
+                    stack = self._client_stacks.pop(ident, None)
+                    if stack is not None:
+                        await stack.aclose()
+                        closed = True
+        return closed
+
     # --- clients -----------------------------------------------------------------------
 
     @staticmethod
@@ -377,6 +451,11 @@ class BucketManager:
             aws_session_token=creds.token.get_secret_value() or None,
             config=client_config(server, endpoint=endpoint, pool=pools.get(ident, 0)),
         )
-        client: S3Client = await self._stack.enter_async_context(context)
+        # Each client in its own stack, so s3.UnregisterBucket can close one that is no
+        # longer used; the manager's stack closes whatever is left (aclose twice is a no-op).
+        own = AsyncExitStack()
+        client: S3Client = await own.enter_async_context(context)
+        self._stack.push_async_callback(own.aclose)
+        self._client_stacks[ident] = own
         self._clients[ident] = client
         return client

@@ -25,12 +25,18 @@ from s3rpc.storage.translate import client_error_parts, s3_errors
 if TYPE_CHECKING:
     pass
 
-from s3rpc.storage.multipart import GIB, Multipart, choose_part_size, read_exactly, run_workers
+from s3rpc.storage.multipart import (
+    GIB,
+    Multipart,
+    choose_part_size,
+    read_exactly,
+    refuse_existing,
+    run_workers,
+)
 from s3rpc.storage.objects import (
-    acl_args,
-    chosen_visibility,
     named,
     unix_time,
+    write_args,
 )
 
 #: Largest object a single CopyObject may copy; above it UploadPartCopy is used.
@@ -108,6 +114,46 @@ async def _multipart_copy(
         await upload.complete()
 
 
+#: The arguments CopyObject applies only with MetadataDirective REPLACE.
+_REPLACED_ARGS = frozenset(
+    {
+        "ContentType",
+        "CacheControl",
+        "ContentDisposition",
+        "ContentEncoding",
+        "ContentLanguage",
+        "Metadata",
+    }
+)
+_HEADER_OPTIONS = (
+    "content_type",
+    "cache_control",
+    "content_disposition",
+    "content_encoding",
+    "content_language",
+)
+
+
+def _replaces_headers(params: CopyParams) -> bool:
+    """Whether the copy's options replace the source's headers or user metadata."""
+    given = any(getattr(params, name) is not None for name in _HEADER_OPTIONS)
+    return given or params.user_metadata is not None
+
+
+def copy_args(dest: Bucket, params: CopyParams, head: Any) -> dict[str, Any]:
+    """The destination's S3 arguments: the given options, and for every header and the user
+    metadata not given, the source's (``head`` is its HeadObject answer)."""
+    args = write_args(dest, params, params.dest_pathname, None)
+    if params.content_type is None:
+        args["ContentType"] = head.get("ContentType") or guess_mime_type(params.source_pathname)
+    for name in ("CacheControl", "ContentDisposition", "ContentEncoding", "ContentLanguage"):
+        if name not in args and head.get(name):
+            args[name] = head[name]
+    if "Metadata" not in args:
+        args["Metadata"] = dict(head.get("Metadata") or {})
+    return args
+
+
 async def same_object(source: Bucket, source_key: str, dest: Bucket, dest_key: str) -> bool:
     """Whether two (bucket, key) pairs name one physical object.
 
@@ -142,34 +188,38 @@ async def _copy(
     params: CopyParams,
     onto_itself: bool,
 ) -> WriteResult:
-    visibility = chosen_visibility(params.visibility, dest)
     source_name = named(params.source_pathname, source)
     with s3_errors(f"read copy source {source_name}", physical_bucket=source.physical):
         head = await source.client.head_object(Bucket=source.physical, Key=source_key)
     size = int(head.get("ContentLength", 0))
-    content_type = head.get("ContentType") or guess_mime_type(params.source_pathname)
-    metadata = dict(params.config) if params.config is not None else dict(head.get("Metadata", {}))
+    extra = copy_args(dest, params, head)
     # Onto itself, the destination's client reaches the source too: copy server-side, never
     # by streaming an object onto itself.
     server_side = onto_itself or source.client is dest.client
-    acl = acl_args(dest, visibility)
-    extra: dict[str, Any] = {"ContentType": content_type, "Metadata": metadata, **acl}
 
     what = f"copy {source_name} to {named(params.dest_pathname, dest)}"
     with s3_errors(what, physical_bucket=dest.physical):
+        if params.if_none_match is not None:
+            # Not every server enforces If-None-Match on CopyObject (moto ignores it): check
+            # first; S3 that does enforce it also closes the race (IfNoneMatch is passed on).
+            await refuse_existing(dest.client, dest.physical, dest_key)
         if server_side and size <= MAX_COPY_OBJECT_SIZE:
             args: dict[str, Any] = {
                 "Bucket": dest.physical,
                 "Key": dest_key,
                 # A dict, not "bucket/key": botocore then encodes unicode, '+', '%', '#', '?'.
                 "CopySource": {"Bucket": source.physical, "Key": source_key},
-                **acl,
             }
-            # S3 refuses to copy an object onto itself without a change, so rewrite its metadata.
-            if params.config is not None or onto_itself:
-                args.update(
-                    MetadataDirective="REPLACE", ContentType=content_type, Metadata=metadata
-                )
+            # S3 refuses to copy an object onto itself without a change, so rewrite its
+            # metadata; given headers or metadata replace the source's (the others are kept).
+            replace = onto_itself or _replaces_headers(params)
+            for name, value in extra.items():
+                if replace or name not in _REPLACED_ARGS:
+                    args[name] = value
+            if replace:
+                args["MetadataDirective"] = "REPLACE"
+            if "Tagging" in args:
+                args["TaggingDirective"] = "REPLACE"
             await dest.client.copy_object(**args)
         elif server_side:
             await _multipart_copy(manager, source, source_key, dest, dest_key, size, extra)

@@ -1,12 +1,21 @@
-"""Listing methods: ``s3.ListObjects``."""
+"""Listing methods: ``s3.ListObjects`` and the Flysystem-style ``s3.ListContents``."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import json
 from typing import TYPE_CHECKING, Any
 
+from s3rpc.errors import ErrorCode, S3RpcError
 from s3rpc.storage.buckets import Bucket, BucketManager
 from s3rpc.storage.models import (
     MAX_LIST_KEYS,
+    DirEntry,
+    FileEntry,
+    ListContentsParams,
+    ListContentsResult,
     ListedObject,
     ListedPrefix,
     ListObjectsParams,
@@ -59,4 +68,99 @@ async def list_objects(
         "is_truncated": bool(response.get("IsTruncated", False)),
         "next_continuation_token": response.get("NextContinuationToken", ""),
         "key_count": response.get("KeyCount", len(objects) + len(prefixes)),
+    }
+
+
+def _listing_id(bucket: Bucket, prefix: str, deep: bool) -> str:
+    # Binds a token to its listing: a token of another prefix, depth or bucket is refused.
+    what = repr((bucket.name, bucket.physical, prefix, deep)).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(what).hexdigest()[:16]
+
+
+def _encode_token(s3_token: str, listing: str) -> str:
+    data = json.dumps({"l": listing, "t": s3_token}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+
+
+def _decode_token(token: str, listing: str) -> str:
+    """The S3 continuation token inside one of our ``next_token`` values."""
+    bad = S3RpcError(
+        ErrorCode.INVALID_REQUEST,
+        "field 'token': not a next_token of this listing (same bucket, prefix and deep)",
+    )
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise bad from None
+    if not isinstance(data, dict) or data.get("l") != listing:
+        raise bad
+    s3_token = data.get("t")
+    if not isinstance(s3_token, str) or not s3_token:
+        raise bad
+    return s3_token
+
+
+@method("s3.ListContents", ListContentsParams)
+async def list_contents(
+    manager: BucketManager, bucket: Bucket, params: ListContentsParams
+) -> ListContentsResult:
+    """One page of files and directories under ``prefix``, as Flysystem's ``listContents``.
+
+    Shallow (``deep`` false): the files directly in the directory and its subdirectories (S3
+    common prefixes). Deep: every file below it. In both, a key ending in ``/`` (a directory
+    marker) is a directory, and the directory's own marker is left out. Paths are relative to
+    the bucket prefix, without a trailing ``/``.
+    """
+    prefix = validate_list_prefix(params.prefix)
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    full_prefix = join_key(bucket.prefix, prefix, "prefix")
+    listing = _listing_id(bucket, prefix, params.deep)
+    args: dict[str, Any] = {
+        "Bucket": bucket.physical,
+        "Prefix": full_prefix,
+        "MaxKeys": min(params.max_keys, MAX_LIST_KEYS),
+    }
+    if not params.deep:
+        args["Delimiter"] = "/"
+    if params.token:
+        args["ContinuationToken"] = _decode_token(params.token, listing)
+    where = f"'{prefix}'" if prefix else "the root"
+    with s3_errors(
+        f"list contents of {where} in bucket '{bucket.name}'", physical_bucket=bucket.physical
+    ):
+        response = await bucket.client.list_objects_v2(**args)
+    entries: list[tuple[str, FileEntry | DirEntry]] = []
+    for item in response.get("Contents", []):
+        key = item.get("Key", "")
+        if key == full_prefix or not key.startswith(full_prefix):
+            continue
+        path = strip_prefix(bucket.prefix, key)
+        if key.endswith("/"):
+            entries.append((key, {"type": "dir", "path": path.rstrip("/"), "last_modified": None}))
+            continue
+        entries.append(
+            (
+                key,
+                {
+                    "type": "file",
+                    "path": path,
+                    "file_size": item.get("Size", 0),
+                    "last_modified": unix_time(item.get("LastModified")),
+                    "visibility": None,
+                    "mime_type": None,
+                },
+            )
+        )
+    for common in response.get("CommonPrefixes", []):
+        key = common.get("Prefix", "")
+        if key.startswith(full_prefix) and key != full_prefix:
+            path = strip_prefix(bucket.prefix, key).rstrip("/")
+            entries.append((key, {"type": "dir", "path": path, "last_modified": None}))
+    # S3 lists keys and common prefixes each in key order; merged, the page stays in key order.
+    entries.sort(key=lambda entry: entry[0])
+    s3_next = response.get("NextContinuationToken", "") if response.get("IsTruncated") else ""
+    return {
+        "contents": [entry for _, entry in entries],
+        "next_token": _encode_token(s3_next, listing) if s3_next else "",
     }

@@ -23,6 +23,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainValidator,
+    StrictBool,
     StrictInt,
     ValidationError,
     field_validator,
@@ -31,6 +32,7 @@ from pydantic import (
 
 from s3rpc.config import BucketConfig
 from s3rpc.errors import ErrorCode, S3RpcError
+from s3rpc.storage.pathnames import validate_list_prefix, validate_pathname
 
 MAX_LIST_KEYS = 1000
 #: A logical bucket name (S3's own are at most 63 characters).
@@ -478,3 +480,153 @@ RESULTS: tuple[type[Any], ...] = (
 )
 #: Result fields that carry object bytes, whatever the method (what a client converts).
 RESULT_BYTES_FIELDS: frozenset[str] = frozenset().union(*map(binary_fields, RESULTS))
+
+
+# --- batch deletes, Flysystem listings, directories, unregistering (storage/batch.py) -------
+
+#: The most pathnames one s3.DeleteMany call may carry (S3 takes 1000 per request).
+MAX_DELETE_PATHNAMES = 10_000
+MAX_LIST_TOKEN_CHARS = 8192
+
+
+def _at_most_pathnames(value: Any) -> Any:
+    # Before the item checks: a list of a million names is refused at the cost of one len().
+    if isinstance(value, list) and len(value) > MAX_DELETE_PATHNAMES:
+        raise ValueError(f"at most {MAX_DELETE_PATHNAMES} pathnames per call")
+    return value
+
+
+class DeleteManyParams(BucketParams):
+    """Each pathname is checked on its own: a bad one is reported in ``errors``, not raised."""
+
+    pathnames: Annotated[list[str], BeforeValidator(_at_most_pathnames)]
+
+
+class DeleteDirectoryParams(BucketParams):
+    prefix: Annotated[str, _pathname_chars("prefix", MAX_PREFIX_CHARS)]
+
+
+class ListContentsParams(BucketParams):
+    prefix: Annotated[str, _pathname_chars("prefix", MAX_PREFIX_CHARS)] = ""
+    deep: StrictBool = False
+    token: Annotated[str, _max_chars(MAX_LIST_TOKEN_CHARS)] = ""
+    max_keys: Annotated[StrictInt, Field(ge=0)] = MAX_LIST_KEYS
+
+    @field_validator("prefix", "token", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return "" if value is None else value
+
+    @field_validator("deep", mode="before")
+    @classmethod
+    def _none_is_false(cls, value: Any) -> Any:
+        return False if value is None else value
+
+    @field_validator("max_keys", mode="before")
+    @classmethod
+    def _zero_is_default(cls, value: Any) -> Any:
+        if value is None or (type(value) is int and value == 0):
+            return MAX_LIST_KEYS
+        return value
+
+
+class ExistsParams(ObjectParams):
+    """``s3.Exists``: a pathname ending in ``/`` asks whether the directory has any object."""
+
+    @field_validator("pathname")
+    @classmethod
+    def _valid_pathname(cls, value: str) -> str:
+        if value.endswith("/"):
+            if value.strip("/") == "":
+                raise S3RpcError(
+                    ErrorCode.INVALID_PATHNAME, "pathname is invalid: it names no directory"
+                )
+            return validate_list_prefix(value, "pathname")
+        return validate_pathname(value)
+
+    @property
+    def directory(self) -> bool:
+        return self.pathname.endswith("/")
+
+
+class UnregisterBucketParams(Params):
+    name: Annotated[str, _max_chars(MAX_BUCKET_NAME), Field(min_length=1)]
+
+
+class UnregisterBucketResult(TypedDict):
+    success: bool
+    message: str
+
+
+class DeleteError(TypedDict):
+    pathname: str
+    code: str
+    message: str
+
+
+class DeleteManyResult(TypedDict):
+    deleted: list[str]
+    errors: list[DeleteError]
+
+
+class DeleteDirectoryResult(TypedDict):
+    success: bool
+    deleted: int
+
+
+class FileEntry(TypedDict):
+    type: Literal["file"]
+    path: str
+    file_size: int
+    last_modified: int
+    visibility: None
+    mime_type: None
+
+
+class DirEntry(TypedDict):
+    type: Literal["dir"]
+    path: str
+    last_modified: None
+
+
+class ListContentsResult(TypedDict):
+    contents: list[FileEntry | DirEntry]
+    next_token: str
+
+
+# --- upload sessions: chunked uploads (storage/sessions.py) -----------------------------------
+
+#: ``secrets.token_urlsafe(24)`` gives 32 characters; anything much longer is not one of ours.
+MAX_UPLOAD_ID_CHARS = 64
+
+
+class UploadStartParams(ObjectParams, WriteOptions):
+    """``s3.UploadStart``: open a session that writes ``pathname`` once completed."""
+
+
+class UploadIdParams(Params):
+    """``s3.UploadComplete`` / ``s3.UploadAbort``: the session's id from ``s3.UploadStart``."""
+
+    upload_id: Annotated[str, _max_chars(MAX_UPLOAD_ID_CHARS), Field(min_length=1)]
+
+
+class UploadChunkParams(UploadIdParams):
+    """``s3.UploadChunk``: the next bytes of the object.
+
+    ``offset`` (optional) is the count of bytes sent before this chunk: a chunk carrying it waits
+    for its predecessors, so pipelined chunks are applied in order whatever order they arrive in,
+    and a lost or repeated chunk is refused instead of corrupting the object.
+    """
+
+    content: ObjectBytes
+    offset: Annotated[StrictInt, Field(ge=0)] | None = None
+
+
+class UploadStartResult(TypedDict):
+    upload_id: str
+
+
+class UploadChunkResult(TypedDict):
+    upload_id: str
+    #: Bytes received by the session so far, this chunk included.
+    received: int

@@ -17,6 +17,7 @@ from s3rpc.errors import ErrorCode, S3RpcError
 from s3rpc.storage.buckets import Bucket, BucketManager
 from s3rpc.storage.mime import SNIFF_BYTES, detect_mime_type, guess_mime_type
 from s3rpc.storage.models import (
+    ExistsParams,
     ExistsResult,
     MetadataResult,
     ObjectParams,
@@ -27,6 +28,7 @@ from s3rpc.storage.models import (
     WriteParams,
     WriteResult,
 )
+from s3rpc.storage.pathnames import join_key
 from s3rpc.storage.registry import method
 from s3rpc.storage.translate import s3_errors
 
@@ -176,8 +178,17 @@ async def read(manager: BucketManager, bucket: Bucket, params: ObjectParams) -> 
     }
 
 
-@method("s3.Exists", ObjectParams)
-async def exists(manager: BucketManager, bucket: Bucket, params: ObjectParams) -> ExistsResult:
+@method("s3.Exists", ExistsParams)
+async def exists(manager: BucketManager, bucket: Bucket, params: ExistsParams) -> ExistsResult:
+    if params.directory:
+        # A directory exists when any object lies under it (its marker "dir/" included).
+        prefix = join_key(bucket.prefix, params.pathname)
+        what = f"check directory {named(params.pathname, bucket)}"
+        with s3_errors(what, physical_bucket=bucket.physical):
+            page = await bucket.client.list_objects_v2(
+                Bucket=bucket.physical, Prefix=prefix, MaxKeys=1
+            )
+        return {"exists": bool(page.get("KeyCount") or page.get("Contents"))}
     key = bucket.key(params.pathname)
     try:
         with s3_errors(f"check {named(params.pathname, bucket)}", physical_bucket=bucket.physical):

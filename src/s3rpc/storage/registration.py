@@ -1,4 +1,5 @@
-"""Methods on the bucket registry itself: ``s3.ListBuckets`` and ``s3.RegisterBucket``."""
+"""Methods on the bucket registry itself: ``s3.ListBuckets``, ``s3.RegisterBucket`` and
+``s3.UnregisterBucket``."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from s3rpc.storage.models import (
     NoParams,
     RegisterBucketParams,
     RegisterBucketResult,
+    UnregisterBucketParams,
+    UnregisterBucketResult,
 )
 from s3rpc.storage.registry import method
 
@@ -38,3 +41,12 @@ async def register_bucket(
     }
     await manager.register(params.name, fields)
     return {"success": True, "message": "Bucket registered successfully"}
+
+
+@method("s3.UnregisterBucket", UnregisterBucketParams)
+async def unregister_bucket(
+    manager: BucketManager, params: UnregisterBucketParams
+) -> UnregisterBucketResult:
+    structlog.contextvars.bind_contextvars(bucket=params.name)
+    await manager.unregister(params.name)
+    return {"success": True, "message": "Bucket unregistered successfully"}

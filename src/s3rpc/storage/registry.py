@@ -64,7 +64,14 @@ def method(name: str, params: type[Params]) -> Callable[[Op], Op]:
 
 def declared() -> dict[str, Declared]:
     """Every declared method, by name (importing the modules that declare them)."""
-    from s3rpc.storage import copying, listing, objects, registration, urls  # noqa: F401
+    from s3rpc.storage import (  # noqa: F401
+        batch,
+        copying,
+        listing,
+        objects,
+        registration,
+        urls,
+    )
 
     return dict(_DECLARED)
 
