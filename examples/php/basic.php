@@ -3,19 +3,25 @@
 /**
  * Calls every s3rpc method over the official goridge client, first with the JSON codec and
  * then with msgpack, prints each result, and checks that s3.Read returns the bytes written.
- * Finally it shows the typed wrapper (src/S3Storage.php) and its exception mapping.
+ * Finally it shows the typed wrapper (src/S3Storage.php): writeStream()/readStream() (upload
+ * sessions and ranged reads) and its exception mapping.
  *
  *   RR_RPC=tcp://127.0.0.1:6001 php basic.php          # after `composer install`, or:
  *   GORIDGE_SRC=/path/to/goridge/src php basic.php      # goridge sources without composer
  *
  * Needs the demo buckets `uploads` (public) and `private-docs` (private) in the daemon's config.
+ * s3.WriteFromFile / s3.ReadToFile need a directory the daemon shares with PHP and lists in
+ * `s3.local_paths`: set S3RPC_LOCAL_DIR to it; without it they show the PERMISSION_DENIED a
+ * daemon answers when the path is not allowed (or the feature is off).
  * Exit status: 0 on success, 1 if a read does not round-trip or any call fails.
  */
 
 declare(strict_types=1);
 
 use S3Rpc\Exception\FileNotFoundException;
+use S3Rpc\Exception\PreconditionFailedException;
 use S3Rpc\Exception\S3Exception;
+use S3Rpc\Exception\UploadNotFoundException;
 use S3Rpc\S3Storage;
 use Spiral\Goridge\Relay;
 use Spiral\Goridge\RPC\Codec\JsonCodec;
@@ -71,6 +77,21 @@ function fail(string $message): never
     exit(1);
 }
 
+/** A call that must fail with `$code`; prints the error text. */
+function expectError(RPCInterface $rpc, string $label, string $method, array $params, string $code): void
+{
+    try {
+        $rpc->call($method, $params);
+    } catch (ServiceException $e) {
+        if (!str_contains($e->getMessage(), "'$code: ")) {
+            fail("$label: expected $code, got {$e->getMessage()}");
+        }
+        printf("  %-16s %s\n", $label, $e->getMessage());
+        return;
+    }
+    fail("$label: $method succeeded, expected $code");
+}
+
 /**
  * One pass over every method with the given codec.
  *
@@ -111,6 +132,88 @@ function demo(RPCInterface $rpc, string $codec, string $payload, string $public,
     show('GetMetadata', $rpc->call('s3.GetMetadata', ['bucket' => $public, 'pathname' => $name]));
     show('GetPublicURL', $rpc->call('s3.GetPublicURL', ['bucket' => $public, 'pathname' => $name, 'expires_in' => 0]));
     show('GetPublicURL', $rpc->call('s3.GetPublicURL', ['bucket' => $public, 'pathname' => $name, 'expires_in' => 300]));
+    show('GetPublicURL', $rpc->call('s3.GetPublicURL', [
+        'bucket' => $public,
+        'pathname' => $name,
+        'expires_in' => 300,
+        'response_content_disposition' => 'attachment; filename="payload.bin"',
+    ]));
+
+    // Ranged read: `length` bytes from `offset`; `range` and `total_size` say where they lie.
+    $range = $rpc->call('s3.Read', ['bucket' => $public, 'pathname' => $name, 'offset' => 16, 'length' => 100]);
+    show('Read (range)', $range);
+    if ($decode($range['content']) !== substr($payload, 16, 100) || $range['total_size'] !== strlen($payload)) {
+        fail("$codec: the ranged Read returned other bytes than offset 16, length 100");
+    }
+
+    // Write options: headers, user metadata and tags stored with the object.
+    $doc = "php-demo/$codec/notes-" . bin2hex(random_bytes(3));
+    show('Write (options)', $rpc->call('s3.Write', [
+        'bucket' => $public,
+        'pathname' => $doc,
+        'content' => $encode("# Notes\n"),
+        'content_type' => 'text/markdown; charset=utf-8',
+        'cache_control' => 'max-age=60',
+        'content_disposition' => 'inline',
+        'metadata' => ['author' => 'basic.php'],
+        'tagging' => ['project' => 'demo'],
+    ]));
+    $meta = $rpc->call('s3.GetMetadata', ['bucket' => $public, 'pathname' => $doc]);
+    show('GetMetadata', $meta);
+    if ($meta['content_type'] !== 'text/markdown; charset=utf-8' || ($meta['metadata']['author'] ?? null) !== 'basic.php') {
+        fail("$codec: GetMetadata does not return the stored content_type and metadata");
+    }
+    // if_none_match "*": create only; the object exists, so PRECONDITION_FAILED.
+    expectError($rpc, 'Write (exists)', 's3.Write', [
+        'bucket' => $public,
+        'pathname' => $doc,
+        'content' => $encode('overwrite?'),
+        'if_none_match' => '*',
+    ], 'PRECONDITION_FAILED');
+
+    // An upload session: chunks of any size (here 3), one multipart upload in the daemon.
+    $session = "php-demo/$codec/session-" . bin2hex(random_bytes(3)) . '.bin';
+    $upload = $rpc->call('s3.UploadStart', ['bucket' => $public, 'pathname' => $session, 'content_type' => 'application/x-demo']);
+    show('UploadStart', ['upload_id' => substr($upload['upload_id'], 0, 8) . '...']);
+    $sent = 0;
+    foreach (str_split($payload, intdiv(strlen($payload), 3) + 1) as $chunk) {
+        $answer = $rpc->call('s3.UploadChunk', ['upload_id' => $upload['upload_id'], 'content' => $encode($chunk), 'offset' => $sent]);
+        $sent += strlen($chunk);
+        show('UploadChunk', ['received' => $answer['received']]);
+    }
+    show('UploadComplete', $rpc->call('s3.UploadComplete', ['upload_id' => $upload['upload_id']]));
+    if ($decode($rpc->call('s3.Read', ['bucket' => $public, 'pathname' => $session])['content']) !== $payload) {
+        fail("$codec: the object written by the upload session differs from the chunks sent");
+    }
+    $aborted = $rpc->call('s3.UploadStart', ['bucket' => $public, 'pathname' => "php-demo/$codec/never.bin"]);
+    show('UploadAbort', $rpc->call('s3.UploadAbort', ['upload_id' => $aborted['upload_id']]));
+    expectError($rpc, 'UploadChunk', 's3.UploadChunk', ['upload_id' => $aborted['upload_id'], 'content' => $encode('x')], 'UPLOAD_NOT_FOUND');
+
+    // Browser uploads: a presigned PUT, and a presigned POST form with a size limit.
+    show('GetUploadURL', $rpc->call('s3.GetUploadURL', [
+        'bucket' => $public, 'pathname' => "php-demo/$codec/from-browser.png", 'expires_in' => 600, 'content_type' => 'image/png',
+    ]));
+    show('GetUploadPost', $rpc->call('s3.GetUploadPost', [
+        'bucket' => $public, 'pathname' => "php-demo/$codec/from-form.png", 'expires_in' => 600, 'max_size' => 1048576,
+    ]));
+
+    // Local files: the daemon reads/writes them itself (only under s3.local_paths).
+    $localDir = getenv('S3RPC_LOCAL_DIR') ?: '';
+    $source = rtrim($localDir !== '' ? $localDir : sys_get_temp_dir(), '/') . "/s3rpc-demo-$codec-" . bin2hex(random_bytes(3));
+    file_put_contents($source, $payload);
+    $fromFile = ['bucket' => $public, 'pathname' => "php-demo/$codec/from-file.bin", 'source_path' => $source];
+    $toFile = ['bucket' => $public, 'pathname' => "php-demo/$codec/from-file.bin", 'dest_path' => "$source.copy"];
+    if ($localDir !== '') {
+        show('WriteFromFile', $rpc->call('s3.WriteFromFile', $fromFile));
+        show('ReadToFile', $rpc->call('s3.ReadToFile', $toFile));
+        if (file_get_contents("$source.copy") !== $payload) {
+            fail("$codec: ReadToFile did not reproduce the file WriteFromFile uploaded");
+        }
+        unlink("$source.copy");
+    } else {
+        expectError($rpc, 'WriteFromFile', 's3.WriteFromFile', $fromFile, 'PERMISSION_DENIED');
+    }
+    unlink($source);
 
     show('Copy', $rpc->call('s3.Copy', [
         'source_bucket' => $public,
@@ -146,16 +249,24 @@ function demo(RPCInterface $rpc, string $codec, string $payload, string $public,
             'bucket' => getenv('S3RPC_PHYSICAL_BUCKET') ?: 'uploads',
             'credentials' => ['key' => getenv('S3_KEY') ?: 'minioadmin', 'secret' => getenv('S3_SECRET') ?: 'minioadmin'],
         ];
+    $runtime = "runtime-$codec-" . bin2hex(random_bytes(3));
     show('RegisterBucket', $rpc->call('s3.RegisterBucket', [
-        'name' => "runtime-$codec-" . bin2hex(random_bytes(3)),
+        'name' => $runtime,
         'prefix' => "runtime/$codec",
         'visibility' => 'private',
     ] + $bucketConfig));
     show('ListBuckets', $rpc->call('s3.ListBuckets', []));
+    show('UnregisterBucket', $rpc->call('s3.UnregisterBucket', ['name' => $runtime]));
+    expectError($rpc, 'UnregisterBucket', 's3.UnregisterBucket', ['name' => $public], 'INVALID_CONFIG');
 
-    show('Delete', $rpc->call('s3.Delete', ['bucket' => $public, 'pathname' => $name]));
+    // Flysystem-style listing, directory existence ("dir/"), batch and directory deletes.
+    show('ListContents', $rpc->call('s3.ListContents', ['bucket' => $public, 'prefix' => "php-demo/$codec"]));
+    show('Exists (dir/)', $rpc->call('s3.Exists', ['bucket' => $public, 'pathname' => "php-demo/$codec/"]));
+    show('DeleteMany', $rpc->call('s3.DeleteMany', ['bucket' => $public, 'pathnames' => [$doc, $session]]));
     show('Delete', $rpc->call('s3.Delete', ['bucket' => $private, 'pathname' => $moved]));
+    show('DeleteDirectory', $rpc->call('s3.DeleteDirectory', ['bucket' => $public, 'prefix' => "php-demo/$codec/"]));
     show('Exists', $rpc->call('s3.Exists', ['bucket' => $public, 'pathname' => $name]));
+    show('Exists (dir/)', $rpc->call('s3.Exists', ['bucket' => $public, 'pathname' => "php-demo/$codec/"]));
 
     // Errors arrive as goridge ServiceException: "Error 'FILE_NOT_FOUND: ...' on tcp://..."
     try {
@@ -207,6 +318,42 @@ try {
         } catch (FileNotFoundException $e) {
             printf("  %-16s %s: %s\n", 'read (deleted)', $e::class, $e->getErrorCode());
         }
+
+        // Streams: 64 KiB chunks here (4 MiB by default), so this 200 KiB stream is an upload
+        // session of 4 chunks and is read back through 4 ranged reads.
+        $streaming = new S3Storage($rpc, $codec, 64 * 1024);
+        $big = random_bytes(200 * 1024);
+        $source = fopen('php://temp', 'w+b');
+        fwrite($source, $big);
+        rewind($source);
+        $streamed = 'php-demo/wrapper/' . bin2hex(random_bytes(4)) . '.bin';
+        show('writeStream', $streaming->writeStream($streamed, $source, ['visibility' => 'private', 'metadata' => ['source' => 'stream']], $public));
+        $stream = $streaming->readStream($streamed, $public);
+        $copy = fopen('php://temp', 'w+b');
+        stream_copy_to_stream($stream, $copy);
+        rewind($copy);
+        if (fstat($stream)['size'] !== strlen($big) || stream_get_contents($copy) !== $big) {
+            fail($codec::class . ': readStream() did not return the bytes writeStream() uploaded');
+        }
+        fclose($stream);
+        echo "  readStream       round-trips all " . strlen($big) . " bytes in 64 KiB ranges\n";
+        // A failed session is aborted by the wrapper: here the object exists and the stream asks
+        // for if_none_match, so nothing is written and PreconditionFailedException comes back.
+        rewind($source);
+        try {
+            $streaming->writeStream($streamed, $source, ['if_none_match' => '*'], $public);
+            fail('writeStream() with if_none_match over an existing object succeeded');
+        } catch (PreconditionFailedException $e) {
+            printf("  %-16s %s: %s\n", 'writeStream (exists)', $e::class, $e->getErrorCode());
+        }
+        try {
+            $streaming->uploadChunk('no-such-session', 'x');
+            fail('uploadChunk() on an unknown session succeeded');
+        } catch (UploadNotFoundException $e) {
+            printf("  %-16s %s: %s\n", 'uploadChunk', $e::class, $e->getErrorCode());
+        }
+        $deleted = $streaming->deleteMany([$streamed], $public);
+        show('deleteMany', $deleted);
     }
 } catch (S3Exception $e) {
     fail(sprintf('%s [%s] %s', $e::class, $e->getErrorCode(), $e->getMessage()));

@@ -166,8 +166,14 @@ final class S3Storage
         }
         $uploadId = $this->uploadStart($pathname, $options, $bucket);
         try {
+            $sent = 0;
             while ($chunk !== '') {
-                $this->uploadChunk($uploadId, $chunk);
+                // With its offset, a chunk lost or repeated (e.g. a retry) is refused, not appended.
+                $received = $this->uploadChunk($uploadId, $chunk, $sent);
+                $sent += \strlen($chunk);
+                if ($received !== $sent) {
+                    throw new \UnexpectedValueException(\sprintf('s3.UploadChunk: the session has %d bytes, %d were sent', $received, $sent));
+                }
                 $chunk = \feof($resource) ? '' : $this->readChunk($resource);
             }
 
@@ -251,13 +257,16 @@ final class S3Storage
     /**
      * Appends bytes to an upload session (s3.UploadChunk).
      *
+     * @param int|null $offset the bytes sent before this chunk: the daemon then applies chunks in
+     *        that order and refuses one that is missing its predecessor or repeated (INVALID_REQUEST)
      * @return int the bytes the session has received so far
      */
-    public function uploadChunk(string $uploadId, string $content): int
+    public function uploadChunk(string $uploadId, string $content, ?int $offset = null): int
     {
         return (int) $this->call('UploadChunk', [
             'upload_id' => $uploadId,
             'content' => $this->encodeContent($content),
+            'offset' => $offset,
         ])['received'];
     }
 
