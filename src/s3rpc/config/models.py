@@ -7,6 +7,7 @@ key of its error raises ``_KeyedError``; loading turns it into a ``ConfigError``
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -306,6 +307,16 @@ class S3Config(_Model):
     buckets: dict[str, BucketConfig] = {}
     # ``s3.register`` in the file; the attribute name avoids BaseModel's ``register``.
     register_policy: RegisterPolicy = Field(default=RegisterPolicy(), alias="register")
+    #: Directories whose files s3.WriteFromFile / s3.ReadToFile may touch; empty = feature off.
+    local_paths: tuple[str, ...] = ()
+
+    @field_validator("local_paths")
+    @classmethod
+    def _local_paths(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            if "\x00" in entry or not os.path.isabs(entry):
+                raise ValueError("entries must be absolute directory paths such as /srv/uploads")
+        return tuple(os.path.normpath(entry) for entry in value)
 
     @model_validator(mode="after")
     def _references(self) -> S3Config:

@@ -305,6 +305,11 @@ class BucketManager:
     def default(self) -> str | None:
         return self._s3.default
 
+    @property
+    def local_paths(self) -> tuple[str, ...]:
+        """``s3.local_paths``: where s3.WriteFromFile / s3.ReadToFile may touch files."""
+        return self._s3.local_paths
+
     def names(self) -> list[str]:
         return sorted(self._buckets)
 

@@ -340,11 +340,42 @@ class WriteParams(ObjectParams, WriteOptions):
 
 class PublicUrlParams(ObjectParams):
     expires_in: StrictInt = 0
+    #: Presigned URLs only: the Content-Type / Content-Disposition S3 answers the download with.
+    response_content_type: Annotated[
+        str | None, _max_chars(MAX_CONTENT_TYPE_CHARS), BeforeValidator(_empty_is_none)
+    ] = None
+    response_content_disposition: HeaderValue = None
+
+    _check_headers = field_validator("response_content_type", "response_content_disposition")(
+        _header_value
+    )
 
     @field_validator("expires_in", mode="before")
     @classmethod
     def _none_is_zero(cls, value: Any) -> Any:
         return 0 if value is None else value
+
+
+#: The largest object a presigned POST may upload (S3's limit for one PUT or POST).
+MAX_POST_SIZE = 5 * 1024**3
+
+
+class UploadUrlParams(ObjectParams):
+    """``s3.GetUploadURL``: a presigned PUT of ``pathname`` valid for ``expires_in`` seconds."""
+
+    expires_in: StrictInt
+    visibility: Visibility = None
+    content_type: Annotated[
+        str | None, _max_chars(MAX_CONTENT_TYPE_CHARS), BeforeValidator(_empty_is_none)
+    ] = None
+
+    _check_content_type = field_validator("content_type")(_header_value)
+
+
+class UploadPostParams(UploadUrlParams):
+    """``s3.GetUploadPost``: a presigned POST (an HTML form) of at most ``max_size`` bytes."""
+
+    max_size: Annotated[StrictInt, Field(ge=1, le=MAX_POST_SIZE)]
 
 
 class SetVisibilityParams(ObjectParams):
@@ -434,6 +465,22 @@ class MetadataResult(TypedDict):
 
 class UrlResult(TypedDict, total=False):
     url: str
+    expires_at: int
+
+
+class UploadUrlResult(TypedDict):
+    url: str
+    #: Always "PUT".
+    method: str
+    #: Headers the upload must send exactly as given (they are signed or expected).
+    headers: dict[str, str]
+    expires_at: int
+
+
+class UploadPostResult(TypedDict):
+    url: str
+    #: Form fields to send before the file field (named "file"), exactly as given.
+    fields: dict[str, str]
     expires_at: int
 
 

@@ -12,6 +12,8 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import ClientError  # type: ignore[import-untyped, unused-ignore]
+
 from s3rpc.budget import reserve
 from s3rpc.errors import ErrorCode, S3RpcError
 from s3rpc.storage.buckets import Bucket, BucketManager
@@ -21,6 +23,7 @@ from s3rpc.storage.models import (
     ExistsResult,
     MetadataResult,
     ObjectParams,
+    ReadParams,
     ReadResult,
     SetVisibilityParams,
     SuccessResult,
@@ -30,7 +33,7 @@ from s3rpc.storage.models import (
 )
 from s3rpc.storage.pathnames import join_key
 from s3rpc.storage.registry import method
-from s3rpc.storage.translate import s3_errors
+from s3rpc.storage.translate import client_error_parts, s3_errors
 
 if TYPE_CHECKING:
     pass
@@ -160,21 +163,87 @@ async def write(manager: BucketManager, bucket: Bucket, params: WriteParams) -> 
     }
 
 
-@method("s3.Read", ObjectParams)
-async def read(manager: BucketManager, bucket: Bucket, params: ObjectParams) -> ReadResult:
+def content_range(first: int, size: int, total: int) -> str:
+    """``bytes first-last/total`` as in HTTP's Content-Range; ``bytes */total`` when empty."""
+    return f"bytes {first}-{first + size - 1}/{total}" if size else f"bytes */{total}"
+
+
+def _range_header(params: ReadParams) -> str | None:
+    if params.length is not None:
+        return f"bytes={params.offset}-{params.offset + params.length - 1}"
+    return f"bytes={params.offset}-" if params.offset else None
+
+
+def _served_range(params: ReadParams, response: Any, size: int) -> tuple[int, int]:
+    """(first byte, total size) of what S3 sent, from its Content-Range."""
+    header = response.get("ContentRange") or ""
+    if header.startswith("bytes ") and "/" in header:
+        span, _, total = header[6:].partition("/")
+        first = span.partition("-")[0]
+        if first.isdigit() and total.isdigit():
+            return int(first), int(total)
+    if params.offset == 0 and (params.length is None or params.length >= size):
+        return 0, size  # the whole object, asked for or not
+    raise S3RpcError(
+        ErrorCode.S3_OPERATION_FAILED,
+        "the S3 server ignored the requested byte range (no Content-Range in its answer)",
+    )
+
+
+async def _read_at_end(bucket: Bucket, key: str, params: ReadParams) -> ReadResult:
+    """A range S3 refused (416): empty at the very end of the object, an error past it."""
+    head = await bucket.client.head_object(Bucket=bucket.physical, Key=key)
+    total = int(head.get("ContentLength") or 0)
+    if params.offset != total:
+        raise S3RpcError(
+            ErrorCode.INVALID_REQUEST,
+            f"field 'offset': {params.offset} is past the end of "
+            f"{named(params.pathname, bucket)}, which holds {total} bytes",
+        )
+    return {
+        "content": b"",
+        "size": 0,
+        "mime_type": head.get("ContentType") or guess_mime_type(params.pathname),
+        "last_modified": unix_time(head.get("LastModified")),
+        "content_type": head.get("ContentType") or "",
+        "metadata": dict(head.get("Metadata") or {}),
+        "range": content_range(0, 0, total),
+        "total_size": total,
+    }
+
+
+@method("s3.Read", ReadParams)
+async def read(manager: BucketManager, bucket: Bucket, params: ReadParams) -> ReadResult:
     key = bucket.key(params.pathname)
+    ranged = _range_header(params)
     with s3_errors(f"read {named(params.pathname, bucket)}", physical_bucket=bucket.physical):
-        response = await bucket.client.get_object(Bucket=bucket.physical, Key=key)
+        try:
+            if ranged is None:
+                response = await bucket.client.get_object(Bucket=bucket.physical, Key=key)
+            else:
+                response = await bucket.client.get_object(
+                    Bucket=bucket.physical, Key=key, Range=ranged
+                )
+        except ClientError as exc:
+            if ranged is None or client_error_parts(exc)[0] != 416:
+                raise
+            return await _read_at_end(bucket, key, params)
         body = response["Body"]
         async with body:
             # Wait for room in the daemon's byte budget before downloading the body.
             await reserve(int(response.get("ContentLength") or 0))
             content = await read_body(body, response.get("ContentLength"))
+    size = len(content)
+    first, total = _served_range(params, response, size) if ranged else (0, size)
     return {
         "content": content,
-        "size": len(content),
+        "size": size,
         "mime_type": response.get("ContentType") or guess_mime_type(params.pathname),
         "last_modified": unix_time(response.get("LastModified")),
+        "content_type": response.get("ContentType") or "",
+        "metadata": dict(response.get("Metadata") or {}),
+        "range": content_range(first, size, total),
+        "total_size": total,
     }
 
 
@@ -234,6 +303,8 @@ async def get_metadata(
         "last_modified": unix_time(head.get("LastModified")),
         "visibility": visibility,
         "etag": head.get("ETag", ""),
+        "content_type": head.get("ContentType") or "",
+        "metadata": dict(head.get("Metadata") or {}),
     }
 
 

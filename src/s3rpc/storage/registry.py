@@ -67,6 +67,7 @@ def declared() -> dict[str, Declared]:
     from s3rpc.storage import (  # noqa: F401
         batch,
         copying,
+        files,
         listing,
         objects,
         registration,

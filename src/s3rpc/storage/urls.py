@@ -1,15 +1,25 @@
-"""URLs of objects: permanent (``public_url`` or derived from the endpoint) and presigned."""
+"""URLs of objects: permanent (``public_url`` or derived from the endpoint), presigned
+downloads, and presigned uploads (a PUT URL, or a POST form with a size limit) for browsers.
+
+Every presigned URL is signed by the bucket's ``presign_client``, configured for
+``public_endpoint``, so the signature covers the host the browser talks to.
+"""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from s3rpc.errors import ErrorCode, S3RpcError
 from s3rpc.storage.buckets import Bucket, BucketManager
+from s3rpc.storage.mime import guess_mime_type
 from s3rpc.storage.models import (
     PublicUrlParams,
+    UploadPostParams,
+    UploadPostResult,
+    UploadUrlParams,
+    UploadUrlResult,
     UrlResult,
 )
 from s3rpc.storage.registry import method
@@ -18,7 +28,7 @@ from s3rpc.storage.translate import s3_errors
 if TYPE_CHECKING:
     pass
 
-from s3rpc.storage.objects import named
+from s3rpc.storage.objects import CANNED_ACL, chosen_visibility, named
 
 MAX_PRESIGN_SECONDS = 604_800
 
@@ -60,19 +70,102 @@ async def get_public_url(
 ) -> UrlResult:
     key = bucket.key(params.pathname)
     expires_in = params.expires_in
+    overrides: dict[str, str] = {}
+    if params.response_content_type is not None:
+        overrides["ResponseContentType"] = params.response_content_type
+    if params.response_content_disposition is not None:
+        overrides["ResponseContentDisposition"] = params.response_content_disposition
     if expires_in == 0:
+        if overrides:
+            raise S3RpcError(
+                ErrorCode.INVALID_REQUEST,
+                "field 'expires_in': response_content_type and response_content_disposition "
+                "need a presigned URL (expires_in 1 to "
+                f"{MAX_PRESIGN_SECONDS} seconds); a permanent URL cannot carry them",
+            )
         return {"url": permanent_url(bucket, key)}
-    if not 1 <= expires_in <= MAX_PRESIGN_SECONDS:
-        raise S3RpcError(
-            ErrorCode.INVALID_REQUEST,
-            f"field 'expires_in': must be 0 (permanent URL) or 1 to {MAX_PRESIGN_SECONDS} seconds",
-        )
+    _check_expires_in(expires_in, permanent=True)
     what = f"presign a URL for {named(params.pathname, bucket)}"
     with s3_errors(what, physical_bucket=bucket.physical):
         # Signed by a client configured for public_endpoint, so the signature covers that host.
         url = await bucket.presign_client.generate_presigned_url(
             "get_object",
-            Params={"Bucket": bucket.physical, "Key": key},
+            Params={"Bucket": bucket.physical, "Key": key, **overrides},
             ExpiresIn=expires_in,
         )
     return {"url": url, "expires_at": int(time.time()) + expires_in}
+
+
+def _check_expires_in(expires_in: int, *, permanent: bool) -> None:
+    if not 1 <= expires_in <= MAX_PRESIGN_SECONDS:
+        allowed = "0 (permanent URL) or 1" if permanent else "1"
+        raise S3RpcError(
+            ErrorCode.INVALID_REQUEST,
+            f"field 'expires_in': must be {allowed} to {MAX_PRESIGN_SECONDS} seconds",
+        )
+
+
+def _upload_terms(bucket: Bucket, params: UploadUrlParams) -> tuple[str, str | None]:
+    """The Content-Type and canned ACL (None under ``visibility_mode: none``) of an upload."""
+    _check_expires_in(params.expires_in, permanent=False)
+    visibility = chosen_visibility(params.visibility, bucket)
+    content_type = params.content_type or guess_mime_type(params.pathname)
+    acl = CANNED_ACL[visibility] if bucket.visibility_mode == "acl" else None
+    return content_type, acl
+
+
+@method("s3.GetUploadURL", UploadUrlParams)
+async def get_upload_url(
+    manager: BucketManager, bucket: Bucket, params: UploadUrlParams
+) -> UploadUrlResult:
+    """A presigned PUT: the browser sends the body with exactly the returned ``headers``."""
+    key = bucket.key(params.pathname)
+    content_type, acl = _upload_terms(bucket, params)
+    signed: dict[str, str] = {"Bucket": bucket.physical, "Key": key, "ContentType": content_type}
+    headers = {"Content-Type": content_type}
+    if acl is not None:
+        signed["ACL"] = acl
+        headers["x-amz-acl"] = acl
+    what = f"presign an upload URL for {named(params.pathname, bucket)}"
+    with s3_errors(what, physical_bucket=bucket.physical):
+        url = await bucket.presign_client.generate_presigned_url(
+            "put_object", Params=signed, ExpiresIn=params.expires_in, HttpMethod="PUT"
+        )
+    return {
+        "url": url,
+        "method": "PUT",
+        "headers": headers,
+        "expires_at": int(time.time()) + params.expires_in,
+    }
+
+
+@method("s3.GetUploadPost", UploadPostParams)
+async def get_upload_post(
+    manager: BucketManager, bucket: Bucket, params: UploadPostParams
+) -> UploadPostResult:
+    """A presigned POST form: S3 refuses a file larger than ``max_size`` bytes, another key,
+    and another Content-Type or ACL than the signed ones."""
+    key = bucket.key(params.pathname)
+    content_type, acl = _upload_terms(bucket, params)
+    fields: dict[str, str] = {"Content-Type": content_type}
+    conditions: list[Any] = [
+        {"Content-Type": content_type},
+        ["content-length-range", 0, params.max_size],
+    ]
+    if acl is not None:
+        fields["acl"] = acl
+        conditions.append({"acl": acl})
+    what = f"presign an upload form for {named(params.pathname, bucket)}"
+    with s3_errors(what, physical_bucket=bucket.physical):
+        post = await bucket.presign_client.generate_presigned_post(
+            Bucket=bucket.physical,
+            Key=key,
+            Fields=fields,
+            Conditions=conditions,
+            ExpiresIn=params.expires_in,
+        )
+    return {
+        "url": post["url"],
+        "fields": {name: str(value) for name, value in post["fields"].items()},
+        "expires_at": int(time.time()) + params.expires_in,
+    }
