@@ -410,6 +410,50 @@ class ListObjectsParams(BucketParams):
         return value
 
 
+# --- big files: ranged reads, local files (storage/files.py) ------------------------------------
+
+#: A local file path (Linux's PATH_MAX).
+MAX_LOCAL_PATH_CHARS = 4096
+
+
+class ReadParams(ObjectParams):
+    """``s3.Read``: the whole object, or ``length`` bytes (all to the end if null) at ``offset``."""
+
+    offset: Annotated[StrictInt, Field(ge=0)] = 0
+    length: Annotated[StrictInt, Field(ge=1)] | None = None
+
+    @field_validator("offset", mode="before")
+    @classmethod
+    def _none_is_zero(cls, value: Any) -> Any:
+        return 0 if value is None else value
+
+
+def _local_path(value: Any) -> Any:
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+LocalPath = Annotated[
+    str,
+    _max_chars(MAX_LOCAL_PATH_CHARS),
+    BeforeValidator(_local_path),
+    Field(min_length=1),
+]
+
+
+class WriteFromFileParams(ObjectParams, WriteOptions):
+    """``s3.WriteFromFile``: upload a local file under ``s3.local_paths``, streamed."""
+
+    source_path: LocalPath
+
+
+class ReadToFileParams(ObjectParams):
+    """``s3.ReadToFile``: download into a local file under ``s3.local_paths``, streamed."""
+
+    dest_path: LocalPath
+
+
 P = TypeVar("P", bound=Params)
 
 
@@ -446,9 +490,23 @@ class WriteResult(TypedDict):
 
 class ReadResult(TypedDict):
     content: ObjectBytes
+    #: Bytes in ``content`` (of the range when ranged).
     size: int
     mime_type: str
     last_modified: int
+    #: The stored Content-Type ("" if none) and user metadata (x-amz-meta-*).
+    content_type: str
+    metadata: dict[str, str]
+    #: ``bytes first-last/total`` (``bytes */total`` when empty) and the whole object's size.
+    range: str
+    total_size: int
+
+
+class ReadToFileResult(TypedDict):
+    success: bool
+    pathname: str
+    size: int
+    dest_path: str
 
 
 class ExistsResult(TypedDict):
@@ -461,6 +519,8 @@ class MetadataResult(TypedDict):
     last_modified: int
     visibility: str
     etag: str
+    content_type: str
+    metadata: dict[str, str]
 
 
 class UrlResult(TypedDict, total=False):
@@ -518,6 +578,7 @@ RESULTS: tuple[type[Any], ...] = (
     SuccessResult,
     WriteResult,
     ReadResult,
+    ReadToFileResult,
     ExistsResult,
     MetadataResult,
     UrlResult,
