@@ -307,6 +307,13 @@ class S3Config(_Model):
     buckets: dict[str, BucketConfig] = {}
     # ``s3.register`` in the file; the attribute name avoids BaseModel's ``register``.
     register_policy: RegisterPolicy = Field(default=RegisterPolicy(), alias="register")
+    # Upload sessions (s3.UploadStart ... s3.UploadComplete, storage/sessions.py).
+    #: Seconds a session may stay idle (no chunk) before the sweep aborts it.
+    upload_session_ttl: PositiveFloat = 3600.0
+    #: Open sessions at once; s3.UploadStart beyond it is refused (TOO_MANY_UPLOADS).
+    max_upload_sessions: PositiveInt = 1000
+    #: Bytes all sessions together may hold buffered (each below its bucket's part_size).
+    max_upload_buffer: PositiveInt = 256 * MIB
     #: Directories whose files s3.WriteFromFile / s3.ReadToFile may touch; empty = feature off.
     local_paths: tuple[str, ...] = ()
 

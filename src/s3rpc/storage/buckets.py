@@ -256,6 +256,12 @@ class BucketManager:
         self._register_lock = asyncio.Lock()
         self._registered: set[str] = set()  # names added by register(), for max_registered
         self.uploads = UploadTracker()
+        # Upload sessions (storage/sessions.py, which imports this module): their sweep runs
+        # while the manager is entered; on exit, and when their bucket goes, they are aborted.
+        from s3rpc.storage.sessions import UploadSessions
+
+        self.sessions = UploadSessions(self, s3)
+        self.unregister_hooks.append(self.sessions.drop_bucket)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -276,6 +282,7 @@ class BucketManager:
         except BaseException:
             await self._close()
             raise
+        self.sessions.start()
         log.debug("buckets ready", buckets=len(self._buckets), clients=len(self._clients))
         return self
 
@@ -291,6 +298,7 @@ class BucketManager:
         stack, self._stack = self._stack, None
         try:
             # Before the clients close: aborting needs them.
+            await self.sessions.close()
             await self.uploads.abort_all()
         finally:
             self._buckets.clear()

@@ -71,6 +71,7 @@ def declared() -> dict[str, Declared]:
         listing,
         objects,
         registration,
+        sessions,
         urls,
     )
 
