@@ -389,7 +389,6 @@ class CopyParams(WriteOptions):
     dest_pathname: Annotated[str, _pathname_chars("dest_pathname")]
 
 
-
 class ListObjectsParams(BucketParams):
     prefix: Annotated[str, _pathname_chars("prefix", MAX_PREFIX_CHARS)] = ""
     delimiter: Annotated[str, _max_chars(MAX_DELIMITER_CHARS)] = ""
