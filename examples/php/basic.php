@@ -189,10 +189,25 @@ function demo(RPCInterface $rpc, string $codec, string $payload, string $public,
     show('UploadAbort', $rpc->call('s3.UploadAbort', ['upload_id' => $aborted['upload_id']]));
     expectError($rpc, 'UploadChunk', 's3.UploadChunk', ['upload_id' => $aborted['upload_id'], 'content' => $encode('x')], 'UPLOAD_NOT_FOUND');
 
-    // Browser uploads: a presigned PUT, and a presigned POST form with a size limit.
-    show('GetUploadURL', $rpc->call('s3.GetUploadURL', [
-        'bucket' => $public, 'pathname' => "php-demo/$codec/from-browser.png", 'expires_in' => 600, 'content_type' => 'image/png',
-    ]));
+    // Browser uploads: a presigned PUT, and a presigned POST form with a size limit. PHP plays
+    // the browser here: it PUTs to the URL with exactly the returned headers.
+    $browser = "php-demo/$codec/from-browser.txt";
+    $put = $rpc->call('s3.GetUploadURL', ['bucket' => $public, 'pathname' => $browser, 'expires_in' => 600]);
+    show('GetUploadURL', $put);
+    $headers = array_map(static fn(string $k, string $v): string => "$k: $v", array_keys($put['headers']), $put['headers']);
+    $sent = @file_get_contents($put['url'], false, stream_context_create(['http' => [
+        'method' => $put['method'],
+        'header' => $headers,
+        'content' => 'uploaded by the "browser"',
+        'ignore_errors' => true,
+        'timeout' => 30,
+    ]]));
+    $status = isset($http_response_header[0]) ? $http_response_header[0] : 'no answer';
+    printf("  %-16s %s\n", 'PUT (browser)', $status);
+    if (!str_contains($status, ' 200')
+        || $decode($rpc->call('s3.Read', ['bucket' => $public, 'pathname' => $browser])['content']) !== 'uploaded by the "browser"') {
+        fail("$codec: the PUT to the presigned upload URL did not store the object ($status)");
+    }
     show('GetUploadPost', $rpc->call('s3.GetUploadPost', [
         'bucket' => $public, 'pathname' => "php-demo/$codec/from-form.png", 'expires_in' => 600, 'max_size' => 1048576,
     ]));
@@ -262,7 +277,7 @@ function demo(RPCInterface $rpc, string $codec, string $payload, string $public,
     // Flysystem-style listing, directory existence ("dir/"), batch and directory deletes.
     show('ListContents', $rpc->call('s3.ListContents', ['bucket' => $public, 'prefix' => "php-demo/$codec"]));
     show('Exists (dir/)', $rpc->call('s3.Exists', ['bucket' => $public, 'pathname' => "php-demo/$codec/"]));
-    show('DeleteMany', $rpc->call('s3.DeleteMany', ['bucket' => $public, 'pathnames' => [$doc, $session]]));
+    show('DeleteMany', $rpc->call('s3.DeleteMany', ['bucket' => $public, 'pathnames' => [$doc, $session, $browser]]));
     show('Delete', $rpc->call('s3.Delete', ['bucket' => $private, 'pathname' => $moved]));
     show('DeleteDirectory', $rpc->call('s3.DeleteDirectory', ['bucket' => $public, 'prefix' => "php-demo/$codec/"]));
     show('Exists', $rpc->call('s3.Exists', ['bucket' => $public, 'pathname' => $name]));
