@@ -15,6 +15,7 @@ from conftest import RunningDaemon, StartDaemon, daemon_config, run_daemon
 from reliability.faultproxy import Fault, FaultProxy, Match
 from s3rpc.client import RpcError
 from s3rpc.config import config_from_mapping
+from s3rpc.storage import batch
 from s3rpc.storage.models import MAX_DELETE_PATHNAMES
 
 
@@ -114,7 +115,7 @@ async def proxied_daemon(moto_endpoint: str, physical_buckets: Callable[..., str
         proxy.stop()
 
 
-async def test_delete_objects_requests_carry_a_matching_content_md5(
+async def test_delete_objects_requests_carry_a_content_md5_at_the_wire(
     moto_endpoint: str, physical_buckets: Callable[..., str], s3_admin: Any
 ) -> None:
     async with proxied_daemon(moto_endpoint, physical_buckets) as (daemon, proxy, physical):
@@ -129,6 +130,8 @@ async def test_delete_objects_requests_carry_a_matching_content_md5(
         assert "content-md5" in request.headers
         digest = base64.b64decode(request.headers["content-md5"])
         assert len(digest) == hashlib.md5(usedforsecurity=False).digest_size
+        # botocore adds only its CRC32 on its own for custom endpoints; the MD5 is ours.
+        assert request.headers.get("x-amz-sdk-checksum-algorithm", "CRC32") == "CRC32"
     assert all_keys(s3_admin, physical) == []
 
 
@@ -191,3 +194,13 @@ async def test_two_directory_deletes_at_once_each_delete_their_own_keys(
         daemon.call("s3.DeleteDirectory", {"prefix": "y/"}),
     )
     assert [r["deleted"] for r in results] == [5, 5]
+
+
+def test_the_content_md5_is_the_digest_of_the_signed_body() -> None:
+    from botocore.awsrequest import AWSRequest
+
+    body = b"<Delete><Object><Key>a</Key></Object></Delete>"
+    request = AWSRequest(method="POST", url="http://127.0.0.1/b?delete", data=body)
+    batch._add_content_md5(request)
+    expected = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
+    assert request.headers["Content-MD5"] == expected
