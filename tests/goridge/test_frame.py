@@ -20,7 +20,7 @@ from s3rpc.goridge import (
     ProtocolError,
     encode_frame,
 )
-from s3rpc.goridge.frame import encode_header
+from s3rpc.goridge.frame import OversizedFrame, encode_header
 from s3rpc.goridge.rpc import encode_request, parse_request
 
 SETTINGS = settings(max_examples=200, deadline=None)
@@ -223,20 +223,48 @@ def test_method_length_equal_to_payload_is_accepted() -> None:
     assert parse_request(frame).method == "s3.Read"
 
 
-def test_oversized_declared_payload_is_rejected_from_the_header_alone() -> None:
+def test_oversized_frame_is_reported_from_its_header_and_its_payload_skipped() -> None:
     decoder = FrameDecoder(max_payload=1024)
-    decoder.receive_data(encode_header(0x08, (1, 7), 2**32 - 1))
+    decoder.receive_data(encode_header(0x08, (9, 7), 5000) + b"s3.Writ" + b"x" * 100)
+    event = decoder.next_frame()
+    assert isinstance(event, OversizedFrame)
+    assert (event.flags, event.seq, event.method) == (0x08, 9, b"s3.Writ")
+    assert (event.declared, event.limit) == (5000, 1024)
+    assert decoder.buffered == 0, "nothing of the payload is kept"
+    assert decoder.pending_payload == 5000 - 7 - 100
+    assert not decoder.idle
+    # The rest of the payload is dropped as it arrives; the next frame decodes normally.
+    decoder.receive_data(b"y" * (5000 - 7 - 100) + rpc_frame(0x08, 10, b"m", b"{}"))
+    frame = decoder.next_frame()
+    assert isinstance(frame, Frame)
+    assert frame.options == (10, 1)
+    assert decoder.idle
+
+
+def test_oversized_frame_payload_skipped_across_many_small_reads() -> None:
+    decoder = FrameDecoder(max_payload=16)
+    data = rpc_frame(0x10, 3, b"m", b"z" * 99) + rpc_frame(0x10, 4, b"m", b"ok")
+    events = []
+    for i in range(len(data)):
+        decoder.receive_data(data[i : i + 1])
+        while (event := decoder.next_frame()) is not NEED_DATA:
+            events.append(event)
+    assert [type(e).__name__ for e in events] == ["OversizedFrame", "Frame"]
+    assert events[1].payload == b"mok"
+
+
+def test_oversized_frame_with_a_huge_method_length_is_a_protocol_error() -> None:
+    decoder = FrameDecoder(max_payload=1024)
+    decoder.receive_data(encode_header(0x08, (1, 100_000), 2**32 - 1))
     with pytest.raises(ProtocolError, match="exceeds the limit"):
         decoder.next_frame()
     assert decoder.buffered == 0
-    assert decoder.pending_payload == 0
 
 
-def test_oversized_declared_payload_is_rejected_with_default_limit() -> None:
+def test_oversized_frame_waits_for_its_header_before_reporting() -> None:
     decoder = FrameDecoder()
     decoder.receive_data(encode_header(0x08, (1, 7), 2**32 - 1)[:HEADER_SIZE])
-    with pytest.raises(ProtocolError, match="exceeds the limit"):
-        decoder.next_frame()
+    assert decoder.next_frame() is NEED_DATA
 
 
 def test_payload_at_the_limit_is_accepted() -> None:

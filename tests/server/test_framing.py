@@ -132,36 +132,61 @@ async def test_framing_violation_after_good_calls_still_closes(start_server: Sta
     await close(writer)
 
 
-async def test_oversize_declared_length_closes_after_header_without_allocating(
+async def test_oversize_declared_length_is_answered_from_the_header_without_allocating(
     start_server: StartServer,
 ) -> None:
     server = await start_server(max_frame_size=1024)
     other_r, other_w = await connect(server.bound)
     await echo_works(other_r, other_w, 1)
-    bad_r, bad_w = await connect(server.bound)
+    big_r, big_w = await connect(server.bound)
     prefix = struct.pack("<BBI", 0x15, JSON_FLAG, 0xFFFFFFF0)
-    header = prefix + struct.pack("<I", zlib.crc32(prefix)) + b"\0\0" + struct.pack("<II", 1, 9)
+    header = prefix + struct.pack("<I", zlib.crc32(prefix)) + b"\0\0" + struct.pack("<II", 7, 9)
     tracemalloc.start()
     try:
         baseline, _ = tracemalloc.get_traced_memory()
         tracemalloc.reset_peak()
-        # Only the 20-byte header goes out: the server must hang up without waiting for payload.
-        bad_w.write(header)
-        await bad_w.drain()
-        await assert_closed_by_server(bad_r, timeout=5)
+        # Only the header and the method go out: the answer must not wait for the payload.
+        big_w.write(header + b"test.Echo")
+        await big_w.drain()
+        resp = await read_response(big_r, timeout=5)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
+    text = assert_error(resp, ErrorCode.FRAME_TOO_LARGE, flag=JSON_FLAG, seq=7, method=b"test.Echo")
+    assert "rpc.max_frame_size" in text
+    assert "s3.WriteFromFile" in text
     assert peak - baseline < 4 * 1024 * 1024, f"peak grew by {peak - baseline} bytes"
     await echo_works(other_r, other_w, 2)
-    await close(bad_w)
+    await close(big_w)
     await close(other_w)
 
 
-async def test_frame_just_over_max_frame_size_closes_connection(start_server: StartServer) -> None:
+@pytest.mark.parametrize("codec", CODECS.values(), ids=CODECS.keys())
+async def test_frame_over_max_frame_size_is_refused_and_the_connection_keeps_serving(
+    start_server: StartServer, codec: int
+) -> None:
     server = await start_server(max_frame_size=64)
     reader, writer = await connect(server.bound)
-    writer.write(request(JSON_FLAG, 1, "test.Echo", orjson.dumps({"pad": "x" * 60})))
+    big = request(codec, 1, "test.Echo", encode(codec, {"pad": "x" * 5000}))
+    small = request(codec, 2, "test.Echo", encode(codec, {"b": 2}))
+    # Pipelined: the oversized payload is skipped byte for byte, the next frame is read as usual.
+    writer.write(big + small)
+    await writer.drain()
+    resp = await read_response(reader)
+    assert_error(resp, ErrorCode.FRAME_TOO_LARGE, flag=codec, seq=1, method=b"test.Echo")
+    resp = await read_response(reader)
+    assert assert_ok(resp, flag=codec, seq=2, method="test.Echo") == {"echo": {"b": 2}}
+    await close(writer)
+
+
+async def test_oversized_frame_with_an_overlong_method_closes_the_connection(
+    start_server: StartServer,
+) -> None:
+    server = await start_server(max_frame_size=64)
+    reader, writer = await connect(server.bound)
+    prefix = struct.pack("<BBI", 0x15, JSON_FLAG, 1 << 20)
+    header = prefix + struct.pack("<I", zlib.crc32(prefix)) + b"\0\0" + struct.pack("<II", 1, 5000)
+    writer.write(header)
     await writer.drain()
     await assert_closed_by_server(reader)
     await close(writer)

@@ -1,4 +1,4 @@
-"""A frame over rpc.max_frame_size closes the connection with a log line naming the setting."""
+"""A frame over rpc.max_frame_size is refused with a log line naming the setting."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import orjson
 import structlog
 
 from .conftest import StartServer
-from .wire import JSON_FLAG, assert_closed_by_server, close, connect, request
+from .wire import JSON_FLAG, assert_closed_by_server, close, connect, read_response, request
 
 
 async def test_oversized_frame_log_names_the_setting_and_the_declared_size(
@@ -18,13 +18,15 @@ async def test_oversized_frame_log_names_the_setting_and_the_declared_size(
     with structlog.testing.capture_logs() as logs:
         writer.write(frame)
         await writer.drain()
-        await assert_closed_by_server(reader)
-    errors = [entry for entry in logs if entry["event"] == "protocol_error"]
-    assert len(errors) == 1
-    assert errors[0]["setting"] == "rpc.max_frame_size"
-    assert errors[0]["declared_size"] == len(frame) - 20  # all after the 20-byte header
-    assert errors[0]["max_frame_size"] == 1024
-    assert errors[0]["action"] == "closing connection"
+        resp = await read_response(reader)
+    assert resp.is_error
+    assert resp.text.startswith("FRAME_TOO_LARGE: ")
+    refused = [entry for entry in logs if entry["event"] == "frame_too_large"]
+    assert len(refused) == 1
+    assert refused[0]["setting"] == "rpc.max_frame_size"
+    assert refused[0]["declared_size"] == len(frame) - 20  # all after the 20-byte header
+    assert refused[0]["max_frame_size"] == 1024
+    assert not [entry for entry in logs if entry["event"] == "protocol_error"]
     await close(writer)
 
 

@@ -11,6 +11,7 @@ from s3rpc.goridge.frame import (
     Flag,
     Frame,
     FrameDecoder,
+    OversizedFrame,
     ProtocolError,
     encode_frame,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "Flag",
     "Frame",
     "FrameDecoder",
+    "OversizedFrame",
     "ProtocolError",
     "Request",
     "codec_for_flags",

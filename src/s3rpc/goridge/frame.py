@@ -12,9 +12,11 @@ Layout (little-endian)::
     ..  N  payload
 
 The decoder trusts no length: it checks the CRC and the declared size against its limit
-before it waits for (or buffers) a single payload byte. Any violation is a
-:class:`ProtocolError`, after which the byte stream cannot be resynchronised and the
-connection must be closed.
+before it waits for (or buffers) a single payload byte. A frame whose payload is over the limit
+but whose header is sound is not buffered: the decoder reports it as an :class:`OversizedFrame`
+(its seq and method, so it can be answered) and discards its payload as it arrives, after which
+the stream is in step again. Any other violation is a :class:`ProtocolError`, after which the
+byte stream cannot be resynchronised and the connection must be closed.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ RPC_HEADER_SIZE: Final = RPC_HEADER_WORDS * 4
 DEFAULT_MAX_PAYLOAD: Final = 64 * 1024 * 1024
 # Payloads above this size are received in place rather than through the shared buffer.
 _DIRECT_PAYLOAD: Final = 64 * 1024
+#: The longest method name an oversized frame may carry and still be answered.
+MAX_OVERSIZED_METHOD: Final = 1024
 
 _PREFIX = struct.Struct("<BBI")
 _CRC = struct.Struct("<I")
@@ -84,6 +88,17 @@ class Frame:
     payload: bytes | bytearray
 
 
+@dataclass(frozen=True, slots=True)
+class OversizedFrame:
+    """An RPC frame whose payload is larger than the decoder's limit; its payload is skipped."""
+
+    flags: int
+    seq: int
+    method: bytes
+    declared: int
+    limit: int
+
+
 def encode_header(flags: int, options: tuple[int, int], payload_len: int) -> bytes:
     """The 20-byte header of an RPC frame (two options) for a payload of ``payload_len``."""
     prefix = _PREFIX.pack((VERSION << 4) | RPC_HEADER_WORDS, flags, payload_len)
@@ -106,8 +121,9 @@ def encode_frame(flags: int, options: tuple[int, ...], payload: bytes) -> bytes:
 class FrameDecoder:
     """Bytes in (:meth:`receive_data`), frames out (:meth:`next_frame`).
 
-    ``next_frame`` returns a :class:`Frame`, or ``NEED_DATA`` when the buffer holds no whole
-    frame yet, or raises :class:`ProtocolError`. After an error the decoder is unusable.
+    ``next_frame`` returns a :class:`Frame`, an :class:`OversizedFrame` (whose payload the
+    decoder then drops as it arrives), or ``NEED_DATA`` when the buffer holds no whole frame
+    yet, or raises :class:`ProtocolError`. After an error the decoder is unusable.
     Only RPC frames are accepted: exactly two options (header length 5 words).
 
     A large payload is received straight into a buffer of its declared size (allocated only
@@ -121,6 +137,7 @@ class FrameDecoder:
         self._header: tuple[int, int, tuple[int, int]] | None = None
         self._payload: bytearray | None = None
         self._filled = 0
+        self._skip = 0
         self._broken: ProtocolError | None = None
 
     @property
@@ -140,13 +157,13 @@ class FrameDecoder:
     @property
     def idle(self) -> bool:
         """True when no byte of a next frame has been received."""
-        return self._header is None and not self._buf
+        return self._header is None and not self._buf and not self._skip
 
     @property
     def pending_payload(self) -> int:
         """How many more bytes the frame being received still needs (0 if none is under way)."""
         if self._header is None:
-            return 0
+            return self._skip
         if self._payload is not None:
             return len(self._payload) - self._filled
         return max(0, self._header[1] - len(self._buf))
@@ -154,6 +171,10 @@ class FrameDecoder:
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         if self._broken is not None:
             raise self._broken
+        if self._skip:
+            dropped = min(self._skip, len(data))
+            self._skip -= dropped
+            data = memoryview(data)[dropped:]
         payload = self._payload
         if payload is not None:
             take = min(len(payload) - self._filled, len(data))
@@ -165,7 +186,7 @@ class FrameDecoder:
             return
         self._buf += data
 
-    def next_frame(self) -> Frame | _NeedData:
+    def next_frame(self) -> Frame | OversizedFrame | _NeedData:
         if self._broken is not None:
             raise self._broken
         try:
@@ -176,7 +197,7 @@ class FrameDecoder:
             self._payload = None
             raise
 
-    def _next_frame(self) -> Frame | _NeedData:
+    def _next_frame(self) -> Frame | OversizedFrame | _NeedData:
         buf = self._buf
         if self._header is None:
             if len(buf) < RPC_HEADER_SIZE:
@@ -190,6 +211,8 @@ class FrameDecoder:
                 raise ProtocolError(
                     f"method length {method_len} exceeds the payload length {length}"
                 )
+            if length > self.max_payload:
+                return self._oversized(flags, length, seq, method_len)
             del buf[:RPC_HEADER_SIZE]
             self._header = (flags, length, (seq, method_len))
             if len(buf) < length and length > _DIRECT_PAYLOAD:
@@ -212,6 +235,27 @@ class FrameDecoder:
         self._header = None
         return Frame(flags, options, payload)
 
+    def _oversized(
+        self, flags: int, length: int, seq: int, method_len: int
+    ) -> OversizedFrame | _NeedData:
+        too_large = ProtocolError(
+            f"declared payload of {length} bytes exceeds the limit of {self.max_payload}",
+            declared=length,
+            limit=self.max_payload,
+        )
+        if method_len > MAX_OVERSIZED_METHOD:
+            raise too_large  # nothing sensible to answer with
+        buf = self._buf
+        if len(buf) < RPC_HEADER_SIZE + method_len:
+            return NEED_DATA
+        method = bytes(buf[RPC_HEADER_SIZE : RPC_HEADER_SIZE + method_len])
+        del buf[: RPC_HEADER_SIZE + method_len]
+        rest = length - method_len
+        dropped = min(rest, len(buf))
+        del buf[:dropped]
+        self._skip = rest - dropped
+        return OversizedFrame(flags, seq, method, length, self.max_payload)
+
     def _check_prefix(self, buf: bytearray) -> tuple[int, int]:
         byte0, flags, length = _PREFIX.unpack_from(buf, 0)
         (crc,) = _CRC.unpack_from(buf, 6)
@@ -223,11 +267,5 @@ class FrameDecoder:
         if words != RPC_HEADER_WORDS:
             raise ProtocolError(
                 f"an RPC frame carries exactly {RPC_OPTIONS} options, got {max(words - 3, 0)}"
-            )
-        if length > self.max_payload:
-            raise ProtocolError(
-                f"declared payload of {length} bytes exceeds the limit of {self.max_payload}",
-                declared=length,
-                limit=self.max_payload,
             )
         return flags, length

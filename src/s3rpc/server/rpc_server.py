@@ -40,6 +40,7 @@ from s3rpc.goridge import (
     CodecError,
     Frame,
     FrameDecoder,
+    OversizedFrame,
     ProtocolError,
     Request,
     codec_for_flags,
@@ -134,8 +135,11 @@ class Connection:
                     frame_started = self._last_activity
                 decoder.receive_data(data)
                 while (frame := decoder.next_frame()) is not NEED_DATA:
-                    assert isinstance(frame, Frame)
                     frame_started = None if decoder.idle else time.monotonic()
+                    if isinstance(frame, OversizedFrame):
+                        self._refuse_oversized(frame)
+                        continue
+                    assert isinstance(frame, Frame)
                     if not incoming.held:
                         incoming.force(len(frame.payload))
                     ledger, incoming = incoming, Ledger(self.state.budget)
@@ -273,6 +277,29 @@ class Connection:
         if not task.done():
             await asyncio.wait({task})
         return not task.cancelled() and task.exception() is None
+
+    def _refuse_oversized(self, frame: OversizedFrame) -> None:
+        """Answer a frame over rpc.max_frame_size; its payload is skipped, the stream stays in
+        step, so the client gets a clear error instead of a reset connection."""
+        method = frame.method.decode("utf-8", "replace")
+        log.warning(
+            "frame_too_large",
+            peer=self.peer,
+            method=method[:200],
+            seq=frame.seq,
+            setting="rpc.max_frame_size",
+            declared_size=frame.declared,
+            max_frame_size=frame.limit,
+            action="payload skipped, answered FRAME_TOO_LARGE",
+        )
+        error = S3RpcError(
+            ErrorCode.FRAME_TOO_LARGE,
+            f"the request's payload of {frame.declared} bytes exceeds rpc.max_frame_size "
+            f"of {frame.limit} bytes; send large objects with s3.WriteFromFile or an upload "
+            "session (s3.UploadStart)",
+        )
+        sent = self._write([encode_error(frame.flags, frame.seq, frame.method, error.wire_text())])
+        self._log_call(method, time.perf_counter(), error.code.value, frame.declared, sent)
 
     def _refuse(self, frame: Frame) -> None:
         request = parse_request(frame)

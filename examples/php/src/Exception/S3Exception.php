@@ -30,6 +30,7 @@ class S3Exception extends \RuntimeException
         'OPERATION_TIMEOUT' => OperationTimeoutException::class,
         'PRECONDITION_FAILED' => PreconditionFailedException::class,
         'INVALID_REQUEST' => InvalidRequestException::class,
+        'FRAME_TOO_LARGE' => FrameTooLargeException::class,
         'UPLOAD_NOT_FOUND' => UploadNotFoundException::class,
         'TOO_MANY_UPLOADS' => TooManyUploadsException::class,
         'UNKNOWN_METHOD' => UnknownMethodException::class,
