@@ -1,7 +1,8 @@
-"""Deleting many objects at once: ``s3.DeleteMany`` and ``s3.DeleteDirectory``.
+"""Deleting many objects at once (``s3.DeleteMany``, ``s3.DeleteDirectory``) and creating a
+directory (``s3.CreateDirectory``: its zero-byte ``dir/`` marker object).
 
-Both send DeleteObjects requests of at most 1000 keys. Each request carries a ``Content-MD5``
-header: S3 requires an integrity header on DeleteObjects, and botocore — with
+The deletes send DeleteObjects requests of at most 1000 keys. Each request carries a
+``Content-MD5`` header: S3 requires an integrity header on DeleteObjects, and botocore — with
 ``request_checksum_calculation: when_required``, which custom endpoints use — sends only
 ``x-amz-checksum-crc32``, which older MinIO and other S3-compatible services refuse. The
 header is added by a ``before-sign`` hook registered once per client.
@@ -20,12 +21,15 @@ from typing import TYPE_CHECKING, Any
 from s3rpc.errors import ErrorCode, S3RpcError
 from s3rpc.storage.buckets import Bucket, BucketManager
 from s3rpc.storage.models import (
+    CreateDirectoryParams,
+    CreateDirectoryResult,
     DeleteDirectoryParams,
     DeleteDirectoryResult,
     DeleteError,
     DeleteManyParams,
     DeleteManyResult,
 )
+from s3rpc.storage.objects import acl_args, chosen_visibility
 from s3rpc.storage.pathnames import join_key, strip_prefix, validate_list_prefix
 from s3rpc.storage.registry import method
 from s3rpc.storage.translate import s3_errors
@@ -139,15 +143,37 @@ async def delete_many(
     return {"deleted": deleted, "errors": invalid + errors}
 
 
-def directory_prefix(prefix: str) -> str:
-    """A validated, non-empty directory prefix ending in ``/`` (``"a/b"`` → ``"a/b/"``)."""
+def directory_prefix(
+    prefix: str, field: str = "prefix", root: str = "deleting a whole bucket is not offered"
+) -> str:
+    """A validated, non-empty directory prefix ending in ``/`` (``"a/b"`` → ``"a/b/"``);
+    INVALID_PATHNAME naming ``field`` otherwise, with ``root`` saying why the root is refused."""
     if prefix.strip("/") == "":
         raise S3RpcError(
-            ErrorCode.INVALID_PATHNAME,
-            "prefix is invalid: it names no directory (deleting a whole bucket is not offered)",
+            ErrorCode.INVALID_PATHNAME, f"{field} is invalid: it names no directory ({root})"
         )
-    validate_list_prefix(prefix)
+    validate_list_prefix(prefix, field)
     return prefix if prefix.endswith("/") else prefix + "/"
+
+
+@method("s3.CreateDirectory", CreateDirectoryParams)
+async def create_directory(
+    manager: BucketManager, bucket: Bucket, params: CreateDirectoryParams
+) -> CreateDirectoryResult:
+    """Write the directory's marker: the zero-byte object ``<prefix><path>/``, as S3 consoles
+    and Flysystem's AWS adapter do. ListContents shows it as a directory, Exists on ``dir/``
+    finds it, DeleteDirectory removes it. Idempotent: an existing marker is written again,
+    with this call's visibility (else the bucket's; no ACL under ``visibility_mode: none``).
+    """
+    directory = directory_prefix(params.path, "path", "the bucket's root always exists")
+    visibility = chosen_visibility(params.visibility, bucket)
+    key = join_key(bucket.prefix, directory, "path")
+    what = f"create directory '{directory}' in bucket '{bucket.name}'"
+    with s3_errors(what, physical_bucket=bucket.physical):
+        await bucket.client.put_object(
+            Bucket=bucket.physical, Key=key, Body=b"", **acl_args(bucket, visibility)
+        )
+    return {"success": True, "path": directory}
 
 
 @method("s3.DeleteDirectory", DeleteDirectoryParams)

@@ -613,6 +613,13 @@ class DeleteDirectoryParams(BucketParams):
     prefix: Annotated[str, _pathname_chars("prefix", MAX_PREFIX_CHARS)]
 
 
+class CreateDirectoryParams(BucketParams):
+    """``s3.CreateDirectory``: ``path`` is a directory (``"a/b"`` or ``"a/b/"``), never the root."""
+
+    path: Annotated[str, _pathname_chars("path", MAX_PREFIX_CHARS)]
+    visibility: Visibility = None
+
+
 class ListContentsParams(BucketParams):
     prefix: Annotated[str, _pathname_chars("prefix", MAX_PREFIX_CHARS)] = ""
     deep: StrictBool = False
@@ -679,6 +686,11 @@ class DeleteManyResult(TypedDict):
 class DeleteDirectoryResult(TypedDict):
     success: bool
     deleted: int
+
+
+class CreateDirectoryResult(TypedDict):
+    success: bool
+    path: str
 
 
 class FileEntry(TypedDict):
