@@ -27,15 +27,11 @@ PHP = shutil.which("php")
 PHPUNIT = shutil.which("phpunit")
 FLYSYSTEM_SRC = os.environ.get("FLYSYSTEM_SRC", "")
 
-#: Skipped by design in the default configuration (no directory markers); both run and pass
-#: in S3RpcAdapterWithDirectoryMarkerTest.
-EXPECTED_SKIPS = {
-    "S3Rpc\\Tests\\S3RpcAdapterTest::checking_if_a_directory_exists_after_creating_it",
-    "S3Rpc\\Tests\\S3RpcAdapterTest::creating_a_directory",
-}
+#: No test is skipped: empty directories are s3.CreateDirectory markers.
+EXPECTED_SKIPS: set[str] = set()
 #: FilesystemAdapterTestCase has 55 tests (with the data provider's cases) in league/flysystem
-#: 3.26; the three test classes (default, directory markers, 3-byte stream chunks) run all of them.
-MIN_TESTS = 3 * 55
+#: 3.26; both test classes (default; 3-byte stream chunks with an adapter prefix) run all of them.
+MIN_TESTS = 2 * 55
 
 
 def _why_skip() -> str | None:
@@ -92,7 +88,7 @@ def _php_has_msgpack() -> bool:
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("codec", ["json", "msgpack"])
 def test_flysystem_adapter_test_suite(codec: str, tmp_path: Path) -> None:
-    """Every FilesystemAdapterTestCase test passes, except the two documented skips."""
+    """Every FilesystemAdapterTestCase test passes, none skipped."""
     assert PHPUNIT is not None
     if codec == "msgpack" and not _php_has_msgpack():
         pytest.skip("ext-msgpack is not loaded in php (apt-get install php-msgpack)")

@@ -484,6 +484,17 @@ final class S3Storage
     }
 
     /**
+     * Creates an empty directory (s3.CreateDirectory): the zero-byte marker object `$path/`
+     * ("dir" and "dir/" are the same), with `$visibility` (null: the bucket's). Idempotent.
+     *
+     * @return array{success: bool, path: string} `path` is the marker's pathname, "dir/"
+     */
+    public function createDirectory(string $path, ?string $bucket = null, ?string $visibility = null): array
+    {
+        return $this->call('CreateDirectory', ['bucket' => $bucket, 'path' => $path, 'visibility' => $visibility]);
+    }
+
+    /**
      * One page of a Flysystem-style listing (s3.ListContents): files and directories under
      * `$prefix`, only its direct children unless `$deep`. Pass `next_token` back for the next
      * page; an empty `next_token` means the listing is complete.

@@ -29,21 +29,14 @@ use Spiral\Goridge\RPC\RPC;
  * - S3RPC_FLYSYSTEM_BUCKET: the physical bucket on it (default `uploads`)
  * - S3RPC_CODEC: `json` or `msgpack` (default: msgpack when ext-msgpack is loaded, else JSON)
  *
- * This class tests the adapter as configured by default: no directory markers, so an empty
- * directory cannot exist (see {@see self::checking_if_a_directory_exists_after_creating_it()}).
- * {@see S3RpcAdapterWithDirectoryMarkerTest} runs the whole suite again with markers on, and
- * {@see S3RpcAdapterWithSmallChunksTest} once more with 3-byte chunks, so that every stream
- * goes through upload sessions and ranged reads.
+ * This class tests the adapter as configured by default; {@see S3RpcAdapterWithSmallChunksTest}
+ * runs the whole suite again with 3-byte chunks and an adapter-side key prefix, so that every
+ * stream goes through upload sessions and ranged reads.
  */
 class S3RpcAdapterTest extends FilesystemAdapterTestCase
 {
     /** @var array<class-string, string> logical bucket registered for each test class */
     private static array $buckets = [];
-
-    protected static function directoryMarker(): ?string
-    {
-        return null;
-    }
 
     /** A key prefix applied by the adapter itself, on top of the registered bucket's prefix. */
     protected static function adapterPrefix(): string
@@ -79,7 +72,7 @@ class S3RpcAdapterTest extends FilesystemAdapterTestCase
             self::markTestSkipped(sprintf('no s3rpc daemon at %s: %s', static::address(), $e->getMessage()));
         }
 
-        return new S3RpcAdapter($storage, $bucket, static::adapterPrefix(), null, static::directoryMarker());
+        return new S3RpcAdapter($storage, $bucket, static::adapterPrefix());
     }
 
     private static function registerBucket(S3Storage $storage): string
@@ -94,39 +87,5 @@ class S3RpcAdapterTest extends FilesystemAdapterTestCase
         ]);
 
         return $name;
-    }
-
-    /**
-     * @test
-     */
-    public function checking_if_a_directory_exists_after_creating_it(): void
-    {
-        if (static::directoryMarker() !== null) {
-            parent::checking_if_a_directory_exists_after_creating_it();
-
-            return;
-        }
-        self::markTestSkipped(
-            'An empty directory cannot exist without markers: S3 has no directories, its convention for an '
-            . 'empty one is a zero-byte "dir/" object, and s3.Write refuses "dir/" (INVALID_PATHNAME, trailing '
-            . 'empty segment). With $directoryMarker set this test passes (S3RpcAdapterWithDirectoryMarkerTest).',
-        );
-    }
-
-    /**
-     * @test
-     */
-    public function creating_a_directory(): void
-    {
-        if (static::directoryMarker() !== null) {
-            parent::creating_a_directory();
-
-            return;
-        }
-        self::markTestSkipped(
-            'Lists an empty directory right after createDirectory(): without a "dir/" object (which the daemon '
-            . 'cannot write) nothing records it. With $directoryMarker set this test passes '
-            . '(S3RpcAdapterWithDirectoryMarkerTest).',
-        );
     }
 }

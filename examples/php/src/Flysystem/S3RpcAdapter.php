@@ -64,15 +64,11 @@ use Throwable;
  *   failure), `readStream()` returns a seekable stream fed by ranged `s3.Read` calls; PHP holds
  *   one chunk (4 MiB by default, {@see S3Storage::CHUNK_SIZE}) at a time, whatever the size of
  *   the object. `write()`/`read()` move the object in one frame (`rpc.max_frame_size`).
- * - **Directories are implied by keys, as in S3.** A directory exists while an object lies under
- *   `dir/` (`directoryExists()` is `s3.Exists` on `dir/`). The S3 convention for an empty
- *   directory, a zero-byte `dir/` object (what the AWS adapter writes), cannot be made through
- *   the daemon: `dir/` is not a valid pathname for `s3.Write` (`INVALID_PATHNAME`).
- *   So `createDirectory()` is a no-op by default: the directory appears once a file is written
- *   into it. Pass `$directoryMarker` (e.g. `'.s3rpc-directory'`) to make empty directories real:
- *   `createDirectory('a/b')` then writes an empty object `a/b/<marker>`, which listings hide and
- *   `deleteDirectory()` removes (other S3 clients will see that object). `dir/` marker objects
- *   written by other tools are directories in listings and `deleteDirectory()` removes them.
+ * - **Directories, as in S3.** A directory exists while an object lies under `dir/`
+ *   (`directoryExists()` is `s3.Exists` on `dir/`). `createDirectory()` is `s3.CreateDirectory`:
+ *   the S3 convention for an empty directory, a zero-byte `dir/` marker object (what the AWS
+ *   adapter writes), so other S3 tools see the same directory. Listings show markers as
+ *   directories and `deleteDirectory()` removes them with the rest.
  * - **Listings** are `s3.ListContents` pages; deep listings also yield every directory implied
  *   by the keys below `$path` (before its first file), as the local adapter does.
  * - **MIME types**: the `mimetype` option, else the MIME type detector's answer for the path and
@@ -129,8 +125,6 @@ final class S3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, Tempo
      * @param string|null $bucket the daemon's logical bucket; null uses the daemon's `s3.default`
      * @param string $prefix a key prefix inside the bucket (on top of the bucket's own prefix)
      * @param CodecInterface|null $codec null: msgpack when ext-msgpack is loaded, else JSON
-     * @param string|null $directoryMarker file name of the empty object that marks an explicitly
-     *        created directory; null (default) makes createDirectory() a no-op
      * @param MimeTypeDetector|null $mimeTypes detects the content_type of written files; null:
      *        FinfoMimeTypeDetector with ext-fileinfo, else ExtensionMimeTypeDetector
      */
@@ -139,13 +133,8 @@ final class S3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, Tempo
         private readonly ?string $bucket = null,
         string $prefix = '',
         ?CodecInterface $codec = null,
-        private readonly ?string $directoryMarker = null,
         ?MimeTypeDetector $mimeTypes = null,
     ) {
-        if ($directoryMarker !== null && ($directoryMarker === '' || \str_contains($directoryMarker, '/')
-            || $directoryMarker === '.' || $directoryMarker === '..')) {
-            throw new \InvalidArgumentException('The directory marker must be a plain file name');
-        }
         $this->storage = $rpc instanceof S3Storage ? $rpc : new S3Storage($rpc, $codec ?? self::defaultCodec());
         $this->prefixer = new PathPrefixer($prefix);
         $this->mimeTypes = $mimeTypes
@@ -160,9 +149,8 @@ final class S3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, Tempo
         ?string $bucket = null,
         string $prefix = '',
         ?CodecInterface $codec = null,
-        ?string $directoryMarker = null,
     ): self {
-        return new self(new RPC(Relay::create($address)), $bucket, $prefix, $codec, $directoryMarker);
+        return new self(new RPC(Relay::create($address)), $bucket, $prefix, $codec);
     }
 
     public static function defaultCodec(): CodecInterface
@@ -290,26 +278,22 @@ final class S3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, Tempo
         }
     }
 
+    /**
+     * One s3.CreateDirectory: the zero-byte marker object `path/`, with the directory
+     * visibility of the config (else its visibility, else the bucket's). Idempotent.
+     */
     public function createDirectory(string $path, Config $config): void
     {
-        if ($this->directoryMarker === null) {
-            return; // directories are implied by the keys of their files (see the class docblock)
-        }
         $prefix = $this->prefixer->prefixDirectoryPath($path);
         if ($prefix === '') {
-            return;
+            return; // the bucket's root always exists
         }
         $visibility = $config->get(Config::OPTION_DIRECTORY_VISIBILITY, $config->get(Config::OPTION_VISIBILITY));
         try {
             if ($visibility !== null) {
                 PortableVisibilityGuard::guardAgainstInvalidInput((string) $visibility);
             }
-            $this->storage->write(
-                $prefix . $this->directoryMarker,
-                '',
-                $this->bucket,
-                $visibility === null ? null : (string) $visibility,
-            );
+            $this->storage->createDirectory($prefix, $this->bucket, $visibility === null ? null : (string) $visibility);
         } catch (Throwable $e) {
             throw UnableToCreateDirectory::atLocation($path, self::reason($e), $e);
         }
@@ -387,9 +371,6 @@ final class S3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, Tempo
                     }
                 } elseif ($isDirectory) {
                     yield new DirectoryAttributes($this->prefixer->stripDirectoryPrefix($key));
-                    continue;
-                }
-                if ($this->isDirectoryMarker($key)) {
                     continue;
                 }
                 yield new FileAttributes(
@@ -568,12 +549,6 @@ final class S3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, Tempo
             }
             $offset = $slash + 1;
         }
-    }
-
-    private function isDirectoryMarker(string $key): bool
-    {
-        return $this->directoryMarker !== null
-            && ($key === $this->directoryMarker || \str_ends_with($key, '/' . $this->directoryMarker));
     }
 
     /**
