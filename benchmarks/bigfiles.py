@@ -3,7 +3,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/bigfiles.py                 # 1 GiB round trip (about 1-2 min)
+    .venv/bin/python benchmarks/bigfiles.py                 # 1 GiB each (a few minutes)
     .venv/bin/python benchmarks/bigfiles.py --size 64M      # smoke size
     .venv/bin/python benchmarks/bigfiles.py --backend moto  # force moto (default: auto)
     .venv/bin/python benchmarks/bigfiles.py --json out.json
@@ -15,6 +15,9 @@ own processes, and then through the daemon's socket
 1. ``s3.WriteFromFile`` the file to storage (part by part, ``concurrency`` parts in flight),
 2. ``s3.ReadToFile`` it back into another file (streamed into a temp file, renamed),
 3. compares the two files' sha256 (byte-identical or the run fails),
+4. sends ``--size`` bytes as an upload session (``s3.UploadStart``, 4 MiB ``s3.UploadChunk``
+   calls with their offsets, ``s3.UploadComplete``), as PHP on another host would, and checks the
+   stored object's sha256 against what was sent,
 
 reading the daemon's peak RSS for each step (Linux ``VmHWM``, reset before each step through
 ``/proc/PID/clear_refs``, plus a 20 ms ``VmRSS`` sampler) against its RSS when idle. The goal
@@ -25,7 +28,7 @@ S3 server: ``--backend auto`` uses s3rver (installed once with ``npm install s3r
 and runs in its own process (``benchmarks/moto_server.py``), so its memory is never counted as
 the daemon's.
 
-More workloads (e.g. upload sessions) are added as functions in :data:`WORKLOADS`.
+More workloads are added as functions in :data:`WORKLOADS`.
 
 Exit status: 0 when every step ran, the copy is byte-identical and the peak growth is under
 the goal; 1 otherwise; 2 for bad usage.
@@ -378,8 +381,58 @@ async def files_round_trip(ctx: Context) -> None:
                 path.unlink()
 
 
+SESSION_CHUNK = 4 * MIB
+
+
+async def session_upload(ctx: Context) -> None:
+    """One ``size`` object sent as an upload session in 4 MiB chunks (as PHP on another host
+    would), then read back with ReadToFile; the copy must be byte-identical."""
+    from s3rpc.client import AsyncClient
+
+    dest = ctx.workdir / "session.copy"
+    pool = os.urandom(SESSION_CHUNK + 4096)
+    sent = hashlib.sha256()
+    client = await AsyncClient.connect(ctx.address, codec="msgpack", timeout=30)
+
+    async def upload() -> dict[str, object]:
+        started = await client.call("s3.UploadStart", {"pathname": "big/session.bin"}, timeout=60)
+        upload_id = started["upload_id"]
+        offset = 0
+        while offset < ctx.size:
+            size = min(SESSION_CHUNK, ctx.size - offset)
+            shift = (offset // SESSION_CHUNK) % 4096  # chunks differ, so order errors show
+            chunk = pool[shift : shift + size]
+            sent.update(chunk)
+            await client.call(
+                "s3.UploadChunk",
+                {"upload_id": upload_id, "content": chunk, "offset": offset},
+                timeout=ctx.timeout,
+            )
+            offset += size
+        result: dict[str, object] = await client.call(
+            "s3.UploadComplete", {"upload_id": upload_id}, timeout=ctx.timeout
+        )
+        return result
+
+    try:
+        written = await ctx.measured("s3.UploadChunk session", ctx.size, upload)
+        ctx.results.checks["session stored every byte"] = written["size"] == ctx.size
+        await client.call(
+            "s3.ReadToFile",
+            {"pathname": "big/session.bin", "dest_path": str(dest)},
+            timeout=ctx.timeout,
+        )
+        actual = await asyncio.to_thread(file_sha256, dest)
+        ctx.results.checks["session upload byte-identical (sha256)"] = actual == sent.hexdigest()
+        await client.call("s3.Delete", {"pathname": "big/session.bin"}, timeout=60)
+    finally:
+        await client.close()
+        with contextlib.suppress(OSError):
+            dest.unlink()
+
+
 #: Each workload runs once against the same daemon, in order.
-WORKLOADS: list[Callable[[Context], Awaitable[None]]] = [files_round_trip]
+WORKLOADS: list[Callable[[Context], Awaitable[None]]] = [files_round_trip, session_upload]
 
 
 async def warm_up(ctx: Context) -> None:
