@@ -49,6 +49,7 @@ import yaml
 JSON, MSGPACK, ERROR, CONTROL = 0x08, 0x10, 0x40, 0x01
 CODEC_BITS = 0x04 | 0x08 | 0x10 | 0x20 | 0x80
 MAX_FRAME = 8 * 1024 * 1024  # the fuzzed daemon's rpc.max_frame_size
+MAX_OVERSIZED_METHOD = 1024  # an oversized frame with a longer method name is a violation
 ANSWER_TIMEOUT = 60.0
 CLOSE_TIMEOUT = 20.0
 START_TIMEOUT = 30.0
@@ -67,6 +68,10 @@ KNOWN_CODES = frozenset(
         "INVALID_VISIBILITY",
         "OPERATION_TIMEOUT",
         "INVALID_REQUEST",
+        "PRECONDITION_FAILED",
+        "UPLOAD_NOT_FOUND",
+        "TOO_MANY_UPLOADS",
+        "FRAME_TOO_LARGE",
         "UNKNOWN_METHOD",
         "UNSUPPORTED_CODEC",
         "SHUTTING_DOWN",
@@ -108,7 +113,8 @@ def build_frame(
 
 @dataclass(frozen=True)
 class Sent:
-    """How the daemon must treat one unit of bytes: 'request', 'violation' or 'incomplete'."""
+    """How the daemon must treat one unit of bytes: 'request', 'oversized' (answered
+    FRAME_TOO_LARGE, its declared payload then skipped), 'violation' or 'incomplete'."""
 
     kind: str
     seq: int = 0
@@ -122,13 +128,19 @@ def classify(unit: bytes) -> Sent:
         return Sent("incomplete")
     byte0, flags, length = _PREFIX.unpack_from(unit, 0)
     (crc,) = struct.unpack_from("<I", unit, 6)
-    if zlib.crc32(unit[:6]) != crc or byte0 >> 4 != 1 or byte0 & 0xF != 5 or length > MAX_FRAME:
+    if zlib.crc32(unit[:6]) != crc or byte0 >> 4 != 1 or byte0 & 0xF != 5:
         return Sent("violation")
     if len(unit) < 20:
         return Sent("incomplete")
     seq, mlen = struct.unpack_from("<II", unit, 12)
     if mlen > length:
         return Sent("violation")
+    if length > MAX_FRAME:
+        if mlen > MAX_OVERSIZED_METHOD:
+            return Sent("violation")  # too long to echo: nothing sensible to answer
+        if len(unit) < 20 + mlen:
+            return Sent("incomplete")
+        return Sent("oversized", seq, unit[20 : 20 + mlen], flags)
     if len(unit) - 20 < length:
         return Sent("incomplete")
     assert len(unit) - 20 == length, "units are built whole"
@@ -630,6 +642,7 @@ class Summary:
     answered: int = 0
     violations: int = 0
     closed_on_violation: int = 0
+    oversized: int = 0
     incomplete: int = 0
     abandoned: int = 0
     connections: int = 0
@@ -646,6 +659,7 @@ class Summary:
             f"well-formed requests: {self.requests}, answered: {self.answered}",
             f"framing violations sent: {self.violations}, "
             f"connections closed by the server for them: {self.closed_on_violation}",
+            f"oversized frames (answered FRAME_TOO_LARGE): {self.oversized}",
             f"incomplete frames before a half-close: {self.incomplete}",
             f"connections abandoned with calls in flight: {self.abandoned}",
             f"connections opened: {self.connections}",
@@ -800,13 +814,17 @@ async def fuzz_connection(
             if summary.frames % PROGRESS_EVERY == 0:
                 print(f"... {summary.frames} frames", file=sys.stderr, flush=True)
             fate = classify(unit)
-            if fate.kind == "request":
+            if fate.kind in ("request", "oversized"):
                 summary.requests += 1
                 out.append(unit)
                 expected.setdefault(fate.seq, collections.deque()).append(
                     (fate.method, fate.flags, unit)
                 )
-                continue
+                if fate.kind == "request":
+                    continue
+                # Answered, then the rest of its declared payload is skipped: the connection
+                # is done for this fuzzer (it will not send megabytes of filler).
+                summary.oversized += 1
             terminal = (fate.kind, unit)
             break
         if terminal is not None and terminal[0] == "incomplete":

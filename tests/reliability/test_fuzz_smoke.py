@@ -41,8 +41,14 @@ def test_fuzzer_classifies_frames_by_the_goridge_layout() -> None:
     assert fuzz.classify(fuzz.build_frame(fuzz.JSON, 9, b"m", b"", crc=0)).kind == "violation"
     assert fuzz.classify(fuzz.build_frame(fuzz.JSON, 9, b"m", b"", version=2)).kind == "violation"
     assert fuzz.classify(fuzz.build_frame(fuzz.JSON, 9, b"m", b"", words=6)).kind == "violation"
+    # Over the limit with a sound header: answered FRAME_TOO_LARGE once the method is in.
     oversized = fuzz.build_frame(fuzz.JSON, 9, b"m", b"", length=fuzz.MAX_FRAME + 1)
-    assert fuzz.classify(oversized).kind == "violation"
+    assert fuzz.classify(oversized) == fuzz.Sent("oversized", 9, b"m", fuzz.JSON)
+    assert fuzz.classify(oversized[:20]).kind == "incomplete"
+    overlong_method = fuzz.build_frame(
+        fuzz.JSON, 9, b"m", b"", length=fuzz.MAX_FRAME + 1, method_len=fuzz.MAX_OVERSIZED_METHOD + 1
+    )
+    assert fuzz.classify(overlong_method).kind == "violation"
     assert fuzz.classify(fuzz.build_frame(fuzz.JSON, 9, b"m", b"", method_len=2)).kind == (
         "violation"
     )
