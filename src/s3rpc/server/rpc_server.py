@@ -546,9 +546,19 @@ class RpcServer:
         host, port = self._server.sockets[0].getsockname()[:2]
         return str(ListenAddress("tcp", host=host, port=port))
 
-    async def start(self) -> None:
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Listen on rpc.listen, or on ``sock``: a listening socket inherited from the
+        rpc.workers supervisor, which owns it (and removes the unix socket file itself)."""
         address = self.address
-        if address.scheme == "unix":
+        if sock is not None and sock.family == socket.AF_UNIX:
+            self._server = await asyncio.start_unix_server(
+                self._on_connect, sock=sock, backlog=4096, limit=READ_CHUNK
+            )
+        elif sock is not None:
+            self._server = await asyncio.start_server(
+                self._on_connect, sock=sock, backlog=4096, limit=READ_CHUNK
+            )
+        elif address.scheme == "unix":
             _remove_stale_socket(address.path)
             self._server = await asyncio.start_unix_server(
                 self._on_connect, path=address.path, backlog=4096, limit=READ_CHUNK
