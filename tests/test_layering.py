@@ -21,8 +21,9 @@ ALLOWED: dict[str, set[str]] = {
     "storage": {"errors", "config", "budget", "contract"},
     "client": {"goridge", "config", "storage"},  # storage.models only: the contract
     "app": {"server", "storage", "config", "errors", "logs"},
+    "workers": {"app", "server", "storage", "config", "errors"},
     "dev": {"app", "config", "logs"},
-    "cli": {"app", "config", "errors", "logs", "dev", "client"},
+    "cli": {"app", "config", "errors", "logs", "dev", "client", "workers"},
     "__main__": {"cli"},
     "__init__": set(),
 }

@@ -16,11 +16,12 @@ import logging
 import os
 import resource
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable, Coroutine
-from contextlib import AsyncExitStack
-from typing import Any
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from typing import Any, Protocol
 
 import structlog
 
@@ -34,22 +35,40 @@ log = structlog.get_logger("s3rpc")
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+class WorkerLink(Protocol):
+    """What a worker process of ``rpc.workers`` > 1 gets from its supervisor (s3rpc.workers)."""
+
+    #: The listening socket, bound once by the supervisor and shared by every worker.
+    sock: socket.socket
+
+    def attach(self, app: App, buckets: BucketManager) -> AbstractAsyncContextManager[None]:
+        """Replay the registered buckets, then relay registrations while entered."""
+        ...
+
+
 class App:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, worker: WorkerLink | None = None) -> None:
         self.config = config
+        self.worker = worker
         self.server: RpcServer | None = None
         self.metrics_address: str | None = None
         self.started = asyncio.Event()
         self.should_exit = asyncio.Event()
+        self._shutdown_requested = False
         self._on_ready: list[Callable[[App], None]] = []
 
     def on_ready(self, callback: Callable[[App], None]) -> None:
         self._on_ready.append(callback)
 
     def request_shutdown(self, sig: int | None = None) -> None:
-        if self.should_exit.is_set():
+        # A second request exits at once. A worker's drain asked by its supervisor (should_exit
+        # set directly) is not one: systemd signals the supervisor and its workers alike.
+        if self._shutdown_requested:
             log.warning("forced_exit", signal=signal.Signals(sig).name if sig else None)
             os._exit(1)
+        self._shutdown_requested = True
+        if self.should_exit.is_set():
+            return
         log.info("shutdown_requested", signal=signal.Signals(sig).name if sig else None)
         self.should_exit.set()
 
@@ -64,10 +83,12 @@ class App:
         try:
             async with AsyncExitStack() as stack:
                 buckets = await stack.enter_async_context(BucketManager(self.config.s3))
+                if self.worker is not None:
+                    await stack.enter_async_context(self.worker.attach(self, buckets))
                 table = build_methods(buckets)
                 metrics = Metrics(table) if self.config.metrics.address else None
                 self.server = RpcServer(table, self.config.rpc, metrics)
-                await self.server.start()
+                await self.server.start(self.worker.sock if self.worker is not None else None)
                 if metrics is not None:
                     self.metrics_address = _serve_metrics(metrics, self.config.metrics.address)
                     stack.callback(metrics.stop_http)
@@ -204,11 +225,15 @@ def run_async(main: Coroutine[Any, Any, None]) -> None:
         runner.run(main)
 
 
-def serve(config: Config, on_ready: Callable[[App], None] | None = None) -> int:
+def serve(
+    config: Config,
+    on_ready: Callable[[App], None] | None = None,
+    worker: WorkerLink | None = None,
+) -> int:
     """Run the daemon until a signal; the exit code (0 after a clean shutdown)."""
     # botocore and moto log through stdlib logging; keep their chatter out of our stream.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    app = App(config)
+    app = App(config, worker)
     if on_ready is not None:
         app.on_ready(on_ready)
     try:

@@ -49,11 +49,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return EXIT_CONFIG
         rpc = config.rpc.model_copy(update={"listen": args.listen})
         config = config.model_copy(update={"rpc": rpc})
+    if args.workers is not None:
+        if not 1 <= args.workers <= 256:
+            print("s3rpc: --workers must be between 1 and 256", file=sys.stderr)
+            return EXIT_CONFIG
+        rpc = config.rpc.model_copy(update={"workers": args.workers})
+        config = config.model_copy(update={"rpc": rpc})
     configure_logging(config.logs.level, config.logs.format)
     return _serve(config)
 
 
 def _serve(config: Config) -> int:
+    if config.rpc.workers > 1:
+        from s3rpc.workers import supervise
+
+        return supervise(config)
     from s3rpc.app import serve
 
     return serve(config)
@@ -149,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the daemon")
     _config_option(serve)
     serve.add_argument("--listen", help="override rpc.listen, e.g. tcp://127.0.0.1:6001")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="override rpc.workers: worker processes on one listening socket (default 1)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     check = sub.add_parser("check-config", help="validate a config file and exit")

@@ -67,6 +67,8 @@ class RpcConfig(_Model):
     idle_timeout: NonNegativeFloat = 0.0
     #: A connection whose unsent answers do not move for this long is closed.
     write_timeout: PositiveFloat = 60.0
+    #: Worker processes serving the one listening socket (s3rpc.workers); 1 = this process.
+    workers: Annotated[int, Field(ge=1, le=256)] = 1
 
     @field_validator("listen")
     @classmethod

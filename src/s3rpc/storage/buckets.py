@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import aioboto3  # type: ignore[import-untyped, unused-ignore]
 import structlog
@@ -56,6 +56,17 @@ MIN_POOL_CONNECTIONS = 10
 CLEANUP_GRACE = 1.5
 #: Seconds shutdown spends retrying the aborts of still-tracked uploads (all concurrently).
 SHUTDOWN_ABORT_TIMEOUT = 3.0
+
+
+class RegistrationPeers(Protocol):
+    """The worker processes sharing one listening socket (``rpc.workers``, :mod:`s3rpc.workers`).
+
+    Each call answers once every worker applied the change (or refuses it: S3RpcError).
+    """
+
+    async def register(self, name: str, fields: Mapping[str, Any], bucket: Bucket) -> None: ...
+
+    async def unregister(self, name: str) -> bool: ...
 
 
 @dataclass(eq=False)
@@ -255,6 +266,8 @@ class BucketManager:
         self._buckets: dict[str, Bucket] = {}
         self._register_lock = asyncio.Lock()
         self._registered: set[str] = set()  # names added by register(), for max_registered
+        #: The other worker processes (``rpc.workers`` > 1), set before any call is served.
+        self.peers: RegistrationPeers | None = None
         self.uploads = UploadTracker()
         # Upload sessions (storage/sessions.py, which imports this module): their sweep runs
         # while the manager is entered; on exit, and when their bucket goes, they are aborted.
@@ -341,7 +354,11 @@ class BucketManager:
     # --- run-time registration ---------------------------------------------------------
 
     async def register(self, name: str, fields: Mapping[str, Any]) -> Bucket:
-        """Add a bucket at run time (``s3.RegisterBucket``); validated like one from the file."""
+        """Add a bucket at run time (``s3.RegisterBucket``); validated like one from the file.
+
+        With :attr:`peers` (``rpc.workers`` > 1) the bucket is added when the supervisor relays
+        the registration back, to every worker in the same order; this returns once all did.
+        """
         if not name:
             raise S3RpcError(ErrorCode.INVALID_CONFIG, "name: a bucket name is required")
         async with self._register_lock:
@@ -349,34 +366,57 @@ class BucketManager:
                 raise S3RpcError(
                     ErrorCode.BUCKET_ALREADY_EXISTS, f"bucket '{name}' is already registered"
                 )
-            try:
-                config = bucket_from_params(self._s3, name, fields)
-            except ConfigError as exc:
-                raise S3RpcError(ErrorCode.INVALID_CONFIG, str(exc)) from None
+            bucket = await self.prepare(name, fields, check_policy=True)
+            if self.peers is not None:
+                await self.peers.register(name, fields, bucket)
+                return bucket
+            self.add_registered(bucket)
+        return bucket
+
+    async def prepare(self, name: str, fields: Mapping[str, Any], *, check_policy: bool) -> Bucket:
+        """A registered bucket with its clients, not yet added (see :meth:`add_registered`).
+
+        ``check_policy`` is False only for a registration another worker already accepted.
+        """
+        try:
+            config = bucket_from_params(self._s3, name, fields)
+        except ConfigError as exc:
+            raise S3RpcError(ErrorCode.INVALID_CONFIG, str(exc)) from None
+        if check_policy:
             # Before any client exists, so a refused bucket never sends a request.
             await check_register_policy(self._s3, config, len(self._registered))
-            resolved = resolve_bucket(self._s3, name, config)
-            pools = {
-                ident: config.max_concurrent_operations
-                for ident in self._identities(resolved.server)
-            }
-            try:
-                bucket = await self._make_bucket(resolved, pools)
-            except (ValueError, BotoCoreError) as exc:
-                raise S3RpcError(
-                    ErrorCode.INVALID_CONFIG,
-                    "the S3 client for this bucket could not be created",
-                    type(exc).__name__,
-                ) from None
-            self._buckets[name] = bucket
-            self._registered.add(name)
+        resolved = resolve_bucket(self._s3, name, config)
+        pools = {
+            ident: config.max_concurrent_operations for ident in self._identities(resolved.server)
+        }
+        try:
+            return await self._make_bucket(resolved, pools)
+        except (ValueError, BotoCoreError) as exc:
+            raise S3RpcError(
+                ErrorCode.INVALID_CONFIG,
+                "the S3 client for this bucket could not be created",
+                type(exc).__name__,
+            ) from None
+
+    def add_registered(self, bucket: Bucket) -> None:
+        name = bucket.name
+        if name in self._buckets:
+            raise S3RpcError(
+                ErrorCode.BUCKET_ALREADY_EXISTS, f"bucket '{name}' is already registered"
+            )
+        self._buckets[name] = bucket
+        self._registered.add(name)
         log.info(
             "bucket registered",
             registered=name,
-            server=resolved.server_name,
-            s3_bucket=config.bucket,
+            server=bucket.resolved.server_name,
+            s3_bucket=bucket.physical,
         )
-        return bucket
+
+    async def discard_prepared(self, bucket: Bucket) -> None:
+        """Close the clients of a prepared bucket that was not added, unless others use them."""
+        if self._buckets.get(bucket.name) is not bucket:
+            await self._release_clients(bucket)
 
     # --- run-time unregistration (s3.UnregisterBucket) -----------------------------------
 
@@ -385,8 +425,15 @@ class BucketManager:
 
         New calls get BUCKET_NOT_FOUND at once; calls that already hold or wait for one of its
         slots finish first (every one is bounded by the bucket's ``operation_timeout``). Its
-        clients are closed when no other bucket uses them.
+        clients are closed when no other bucket uses them. With :attr:`peers` every worker
+        does this, in the supervisor's order, before this returns.
         """
+        self._check_registered(name)
+        if self.peers is not None:
+            return await self.peers.unregister(name)
+        return await self.remove_registered(name)
+
+    def _check_registered(self, name: str) -> Bucket:
         shown = name if name.isprintable() else repr(name)
         bucket = self._buckets.get(name)
         if bucket is None:
@@ -399,6 +446,11 @@ class BucketManager:
                 f"bucket '{shown[:200]}' comes from the configuration file; only buckets "
                 "added with s3.RegisterBucket can be unregistered",
             )
+        return bucket
+
+    async def remove_registered(self, name: str) -> bool:
+        """The local part of :meth:`unregister`: gone at once, then drained and released."""
+        bucket = self._check_registered(name)
         del self._buckets[name]
         self._registered.discard(name)
         drained = await _drain(bucket, bucket.operation_timeout + CLEANUP_GRACE + 1.0)
