@@ -42,13 +42,10 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,19 +54,18 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from run import (  # noqa: E402  (benchmarks/run.py: process helpers shared by the benchmarks)
-    CHILDREN,
+from common import (  # noqa: E402  (benchmarks/common.py: helpers shared by the benchmarks)
     ROOT,
-    _die_with_parent,
+    PeakRss,
+    Storage,
     daemon_process,
     fmt,
     free_port,
-    moto_process,
     proc_status_kib,
-    reset_peak_rss,
-    stop_process,
+    storage_server,
     table,
 )
+from common import create_bucket as _create_bucket  # noqa: E402
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -96,95 +92,8 @@ def parse_size(text: str) -> int:
 # --- S3 servers -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Storage:
-    name: str
-    endpoint: str
-    key: str
-    secret: str
-    pid: int
-
-
-def s3rver_command(cache: Path, timeout: float) -> list[str] | None:
-    """The s3rver executable, installed into ``cache`` with npm if needed; None if unavailable."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        return None
-    binary = cache / "node_modules" / ".bin" / "s3rver"
-    if not binary.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        print(f"installing s3rver into {cache} (npm install s3rver) ...", flush=True)
-        try:
-            subprocess.run(
-                ["npm", "install", "--no-audit", "--no-fund", "--silent", "s3rver@3"],
-                cwd=cache,
-                check=True,
-                timeout=timeout,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        except (subprocess.SubprocessError, OSError):
-            return None
-    return [str(binary)] if binary.exists() else None
-
-
-@contextlib.contextmanager
-def s3rver_process(command: list[str], data: Path, timeout: float) -> Iterator[Storage]:
-    import socket
-
-    port = free_port()
-    data.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        [*command, "-d", str(data), "-a", "127.0.0.1", "-p", str(port), "--silent"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=_die_with_parent,
-    )
-    CHILDREN.append(proc)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"s3rver exited with status {proc.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"s3rver did not start within {timeout:.0f} s") from None
-                time.sleep(0.05)
-        yield Storage("s3rver", f"http://127.0.0.1:{port}", "S3RVER", "S3RVER", proc.pid)
-    finally:
-        stop_process(proc)
-
-
-@contextlib.contextmanager
-def storage_server(backend: str, workdir: Path, timeout: float) -> Iterator[Storage]:
-    command = None
-    if backend in ("auto", "s3rver"):
-        command = s3rver_command(Path(tempfile.gettempdir()) / "s3rpc-s3rver", timeout=300)
-        if command is None and backend == "s3rver":
-            raise RuntimeError("s3rver is not available (node and npm are needed)")
-    if command is not None:
-        with s3rver_process(command, workdir / "s3rver-data", timeout) as storage:
-            yield storage
-        return
-    with moto_process(timeout, max_seconds=3600) as (proc, endpoint):
-        yield Storage("moto", endpoint, "bench-access-key", "bench-secret-key", proc.pid)
-
-
 def create_bucket(storage: Storage) -> str:
-    import boto3
-
-    name = f"bigfiles-{os.getpid()}-{int(time.time())}"
-    boto3.client(
-        "s3",
-        endpoint_url=storage.endpoint,
-        region_name=REGION,
-        aws_access_key_id=storage.key,
-        aws_secret_access_key=storage.secret,
-    ).create_bucket(Bucket=name)
-    return name
+    return _create_bucket(storage.endpoint, storage.key, storage.secret, prefix="bigfiles")
 
 
 def daemon_config(storage: Storage, bucket: str, port: int, args: argparse.Namespace) -> str:
@@ -219,45 +128,6 @@ def daemon_config(storage: Storage, bucket: str, port: int, args: argparse.Names
 
 
 # --- measuring --------------------------------------------------------------------------------
-
-
-class PeakRss:
-    """The daemon's peak RSS during a step: VmHWM (reset first) and a 20 ms VmRSS sampler."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self._stop = threading.Event()
-        self._sampled = 0
-        self._thread: threading.Thread | None = None
-        self.hwm_reset = False
-
-    def rss_kib(self) -> int:
-        return proc_status_kib(self.pid, "VmRSS")
-
-    def __enter__(self) -> PeakRss:
-        self.hwm_reset = reset_peak_rss(self.pid)
-        self._sampled = self.rss_kib()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.02):
-            with contextlib.suppress(OSError):
-                self._sampled = max(self._sampled, self.rss_kib())
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-        if self.hwm_reset:
-            with contextlib.suppress(OSError):
-                self._sampled = max(self._sampled, proc_status_kib(self.pid, "VmHWM"))
-
-    @property
-    def peak_kib(self) -> int:
-        return self._sampled
 
 
 @dataclass

@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import run as bench  # benchmarks/run.py: process helpers shared with the main benchmark
+import common as bench  # benchmarks/common.py: helpers shared by the benchmarks
 
 MIB = 1024 * 1024
 GOAL_MIB = 100
