@@ -35,6 +35,7 @@ from s3rpc.storage.multipart import (
 )
 from s3rpc.storage.objects import (
     named,
+    stored_at,
     unix_time,
     write_args,
 )
@@ -51,8 +52,10 @@ async def _stream_copy(
     dest_key: str,
     size: int,
     extra: dict[str, Any],
-) -> None:
-    """Copy between servers: read from one client, write with the other, bounded memory."""
+) -> Any:
+    """Copy between servers: read from one client, write with the other, bounded memory.
+
+    The answer of the write that stored the copy (PutObject or CompleteMultipartUpload)."""
     what = f"read the copy source in bucket '{source.name}'"
     with s3_errors(what, physical_bucket=source.physical):
         response = await source.client.get_object(Bucket=source.physical, Key=source_key)
@@ -61,8 +64,9 @@ async def _stream_copy(
         if size <= dest.config.part_size:
             with s3_errors(what, physical_bucket=source.physical):
                 data = await body.read()
-            await dest.client.put_object(Bucket=dest.physical, Key=dest_key, Body=data, **extra)
-            return
+            return await dest.client.put_object(
+                Bucket=dest.physical, Key=dest_key, Body=data, **extra
+            )
         part_size = choose_part_size(dest, size)
         count = -(-size // part_size)
         numbers = iter(range(1, count + 1))
@@ -86,7 +90,7 @@ async def _stream_copy(
                     await up.upload(number, chunk)
 
             await run_workers(min(dest.config.concurrency, count), worker)
-            await up.complete()
+            return await up.complete()
 
 
 async def _multipart_copy(
@@ -97,8 +101,9 @@ async def _multipart_copy(
     dest_key: str,
     size: int,
     extra: dict[str, Any],
-) -> None:
-    """Server-side copy of an object too large for CopyObject, with UploadPartCopy."""
+) -> Any:
+    """Server-side copy of an object too large for CopyObject, with UploadPartCopy; the answer
+    of CompleteMultipartUpload."""
     part_size = choose_part_size(dest, size)
     count = -(-size // part_size)
     ranges = enumerate(range(0, size, part_size), start=1)
@@ -111,7 +116,7 @@ async def _multipart_copy(
                 await upload.upload_copy(number, copy_source, first, last)
 
         await run_workers(min(dest.config.concurrency, count), worker)
-        await upload.complete()
+        return await upload.complete()
 
 
 #: The arguments CopyObject applies only with MetadataDirective REPLACE.
@@ -220,17 +225,24 @@ async def _copy(
                 args["MetadataDirective"] = "REPLACE"
             if "Tagging" in args:
                 args["TaggingDirective"] = "REPLACE"
-            await dest.client.copy_object(**args)
+            copied = await dest.client.copy_object(**args)
+            modified = copied.get("CopyObjectResult", {}).get("LastModified")
+            last_modified = unix_time(modified) if modified is not None else stored_at(copied)
         elif server_side:
-            await _multipart_copy(manager, source, source_key, dest, dest_key, size, extra)
+            completed = await _multipart_copy(
+                manager, source, source_key, dest, dest_key, size, extra
+            )
+            last_modified = stored_at(completed)
         else:
-            await _stream_copy(manager, source, source_key, dest, dest_key, size, extra)
-        result = await dest.client.head_object(Bucket=dest.physical, Key=dest_key)
+            written = await _stream_copy(manager, source, source_key, dest, dest_key, size, extra)
+            last_modified = stored_at(written)
+    # No HEAD of the copy: it holds the source's ``size`` bytes (a multipart or streamed copy
+    # fails unless every byte arrived), and S3's answer dates it.
     return {
         "success": True,
         "pathname": params.dest_pathname,
-        "size": result.get("ContentLength", size),
-        "last_modified": unix_time(result.get("LastModified")),
+        "size": size,
+        "last_modified": last_modified,
     }
 
 

@@ -49,7 +49,7 @@ from s3rpc.storage.multipart import (
     read_exactly,
     run_workers,
 )
-from s3rpc.storage.objects import named, unix_time, write_args
+from s3rpc.storage.objects import named, stored_at, write_args
 from s3rpc.storage.registry import method
 from s3rpc.storage.translate import s3_errors
 
@@ -265,10 +265,13 @@ async def write_from_file(
         with s3_errors(what, physical_bucket=bucket.physical):
             if single:
                 await reserve(size)
-                await bucket.client.put_object(Bucket=bucket.physical, Key=key, Body=head, **extra)
+                response = await bucket.client.put_object(
+                    Bucket=bucket.physical, Key=key, Body=head, **extra
+                )
             else:
-                await _upload_parts(manager, bucket, key, files, fd, size, part_size, extra)
-            stored = await bucket.client.head_object(Bucket=bucket.physical, Key=key)
+                response = await _upload_parts(
+                    manager, bucket, key, files, fd, size, part_size, extra
+                )
     finally:
         try:
             await files.drain()
@@ -277,8 +280,8 @@ async def write_from_file(
     return {
         "success": True,
         "pathname": params.pathname,
-        "size": stored.get("ContentLength", size),
-        "last_modified": unix_time(stored.get("LastModified")),
+        "size": size,  # every byte was read (_pread_exactly) and sent; no HEAD needed
+        "last_modified": stored_at(response),
     }
 
 
@@ -291,7 +294,7 @@ async def _upload_parts(
     size: int,
     part_size: int,
     extra: dict[str, Any],
-) -> None:
+) -> Any:
     count = -(-size // part_size)
     workers = min(bucket.config.concurrency, count)
     # Each worker holds one part at a time: that is all the memory this upload takes.
@@ -307,7 +310,7 @@ async def _upload_parts(
                 del data
 
         await run_workers(workers, worker)
-        await upload.complete()
+        return await upload.complete()
 
 
 @method("s3.ReadToFile", ReadToFileParams)

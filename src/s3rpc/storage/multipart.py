@@ -280,14 +280,15 @@ class Multipart:
         )
         self._parts[number] = response["CopyPartResult"]["ETag"]
 
-    async def complete(self) -> None:
+    async def complete(self) -> Any:
+        """CompleteMultipartUpload; its answer (``stored_at`` reads the time from it)."""
         parts: list[CompletedPartTypeDef] = [
             {"PartNumber": n, "ETag": etag} for n, etag in sorted(self._parts.items())
         ]
         conditions: dict[str, Any] = {}
         if self._if_none_match is not None:
             conditions["IfNoneMatch"] = self._if_none_match
-        await self._client.complete_multipart_upload(
+        response = await self._client.complete_multipart_upload(
             Bucket=self._bucket,
             Key=self._key,
             UploadId=self._upload_id,
@@ -296,12 +297,14 @@ class Multipart:
         )
         self._done = True
         self._tracker.discard(self._client, self._bucket, self._key, self._upload_id)
+        return response
 
 
 async def upload_buffer(
     manager: BucketManager, bucket: Bucket, key: str, data: memoryview, extra: dict[str, Any]
-) -> None:
-    """Multipart upload of an in-memory body, ``concurrency`` parts in flight."""
+) -> Any:
+    """Multipart upload of an in-memory body, ``concurrency`` parts in flight; the answer of
+    CompleteMultipartUpload."""
     size = len(data)
     part_size = choose_part_size(bucket, size)
     parts: Iterator[tuple[int, int]] = enumerate(range(0, size, part_size), start=1)
@@ -313,4 +316,4 @@ async def upload_buffer(
                 await upload.upload(number, PartReader(data[offset : offset + part_size]))
 
         await run_workers(min(bucket.config.concurrency, count), worker)
-        await upload.complete()
+        return await upload.complete()

@@ -8,8 +8,10 @@ the relative name as given. Every S3 call happens inside
 
 from __future__ import annotations
 
+import calendar
 import time
 from datetime import datetime
+from email.utils import parsedate
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError  # type: ignore[import-untyped, unused-ignore]
@@ -47,6 +49,18 @@ CANNED_ACL = {"public": "public-read", "private": "private"}
 
 def unix_time(value: datetime | None) -> int:
     return int(value.timestamp()) if value is not None else int(time.time())
+
+
+def stored_at(response: Any) -> int:
+    """When S3 answered a write (PutObject, CompleteMultipartUpload…), in Unix seconds.
+
+    From the answer's ``Date`` header (RFC 1123), so a write needs no HEAD afterwards to report
+    ``last_modified``; S3 stamps the object within that second. Now, when there is no usable
+    header.
+    """
+    headers = (response.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
+    parsed = parsedate(headers.get("date") or "")
+    return calendar.timegm(parsed) if parsed is not None else int(time.time())
 
 
 def chosen_visibility(value: str | None, bucket: Bucket) -> str:
@@ -151,15 +165,17 @@ async def write(manager: BucketManager, bucket: Bucket, params: WriteParams) -> 
     extra = write_args(bucket, params, params.pathname, memoryview(content)[:SNIFF_BYTES])
     with s3_errors(f"write {named(params.pathname, bucket)}", physical_bucket=bucket.physical):
         if len(content) > bucket.config.part_size:
-            await upload_buffer(manager, bucket, key, memoryview(content), extra)
+            response = await upload_buffer(manager, bucket, key, memoryview(content), extra)
         else:
-            await bucket.client.put_object(Bucket=bucket.physical, Key=key, Body=content, **extra)
-        head = await bucket.client.head_object(Bucket=bucket.physical, Key=key)
+            response = await bucket.client.put_object(
+                Bucket=bucket.physical, Key=key, Body=content, **extra
+            )
+    # No HEAD: the size is what was sent, the time is the answer's.
     return {
         "success": True,
         "pathname": params.pathname,
-        "size": head.get("ContentLength", len(content)),
-        "last_modified": unix_time(head.get("LastModified")),
+        "size": len(content),
+        "last_modified": stored_at(response),
     }
 
 

@@ -56,7 +56,7 @@ from s3rpc.storage.models import (
     WriteResult,
 )
 from s3rpc.storage.multipart import MAX_PARTS, Multipart, PartReader, refuse_existing, run_workers
-from s3rpc.storage.objects import named, unix_time, write_args
+from s3rpc.storage.objects import named, stored_at, write_args
 from s3rpc.storage.registry import _within, method
 from s3rpc.storage.translate import s3_errors
 
@@ -482,20 +482,19 @@ async def _complete(session: Session) -> WriteResult:
     with s3_errors(what, physical_bucket=bucket.physical):
         if session.upload is None:
             extra = write_args(bucket, session.params, session.pathname, session.head)
-            await bucket.client.put_object(
+            response = await bucket.client.put_object(
                 Bucket=bucket.physical, Key=session.key, Body=bytes(session.buffer), **extra
             )
         else:
             upload = session.upload
             if session.buffer:
                 await upload.upload(session.next_part, PartReader(memoryview(session.buffer)))
-            await upload.complete()
-        head = await bucket.client.head_object(Bucket=bucket.physical, Key=session.key)
+            response = await upload.complete()
     return {
         "success": True,
         "pathname": session.pathname,
-        "size": head.get("ContentLength", session.received),
-        "last_modified": unix_time(head.get("LastModified")),
+        "size": session.received,  # chunks are contiguous from 0: every byte was sent
+        "last_modified": stored_at(response),
     }
 
 
