@@ -414,8 +414,7 @@ class Supervisor:
         op = message.get("op")
         if op == "ready":
             worker.ready = True
-            if worker.slot in self.early_deaths and not self.stopping:
-                log.info("worker_ready", worker=worker.slot, pid=worker.pid)
+            log.info("worker_ready", worker=worker.slot, pid=worker.pid)
         elif op == "register":
             self._register(worker, message)
         elif op == "unregister":
