@@ -87,7 +87,9 @@ class App:
                     await stack.enter_async_context(self.worker.attach(self, buckets))
                 table = build_methods(buckets)
                 metrics = Metrics(table) if self.config.metrics.address else None
-                self.server = RpcServer(table, self.config.rpc, metrics)
+                self.server = RpcServer(
+                    table, self.config.rpc, metrics, call_lines=self.config.logs.calls
+                )
                 await self.server.start(self.worker.sock if self.worker is not None else None)
                 if metrics is not None:
                     self.metrics_address = _serve_metrics(metrics, self.config.metrics.address)

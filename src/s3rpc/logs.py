@@ -2,13 +2,21 @@
 
 Every event passes a redaction processor that masks credential fields wherever they appear
 (top level or nested), so a secret cannot reach the log even if a caller binds it by mistake.
+
+Lines are cheap enough for one per call: redaction looks at a key once, and debug/info lines
+are written once per event-loop iteration, many calls' lines in one write; warnings and errors
+are written at once, after whatever is pending.
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import json
 import logging
 import sys
+import threading
+import time
 from collections.abc import Mapping, MutableMapping
 from typing import Any, Literal, TextIO
 
@@ -44,14 +52,23 @@ def _is_secret_key(key: object) -> bool:
     return isinstance(key, str) and key.lower() in _SECRET_KEYS
 
 
+#: Whether an event key is a secret's, by key: log keys are names in the code, a small set.
+_KEY_IS_SECRET: dict[str, bool] = {}
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def redact_secrets(
     _logger: Any, _name: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    for key in list(event):
-        value = event[key]
-        if _is_secret_key(key):
+    for key, value in event.items():  # values are replaced, keys never added: safe
+        secret = _KEY_IS_SECRET.get(key)
+        if secret is None:
+            secret = _is_secret_key(key)
+            if isinstance(key, str) and len(_KEY_IS_SECRET) < 4096:
+                _KEY_IS_SECRET[key] = secret
+        if secret:
             event[key] = REDACTED
-        elif isinstance(value, Mapping | list | tuple):
+        elif type(value) not in _SCALARS and isinstance(value, Mapping | list | tuple):
             event[key] = _redact_value(value)
     return event
 
@@ -72,6 +89,82 @@ def _orjson_dumps(value: Any, **_: Any) -> str:
         return json.dumps(value, default=str, ensure_ascii=True)
 
 
+_second = -1
+_second_text = ""
+
+
+def add_timestamp(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """``timestamp``: ISO 8601 UTC with microseconds (``2024-05-01T12:00:00.123456Z``), the
+    date and time formatted once per second."""
+    global _second, _second_text
+    now = time.time()
+    second = int(now)
+    if second != _second:
+        _second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second = second
+    event["timestamp"] = f"{_second_text}.{int((now - second) * 1_000_000):06d}Z"
+    return event
+
+
+class LineWriter:
+    """structlog's logger: one line per event; debug and info lines are written once per
+    event-loop iteration (one write and flush for the lines of many calls), warnings and
+    errors at once, after the lines pending. Outside an event loop every line is written at
+    once. What is pending at exit is written too."""
+
+    def __init__(self, file: TextIO) -> None:
+        self._file = file
+        self._pending: list[str] = []
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None  # where a flush is scheduled
+
+    def _defer(self, message: str) -> None:
+        with self._lock:
+            self._pending.append(message)
+        scheduled = self._loop
+        if scheduled is not None and not scheduled.is_closed():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self._loop = loop
+        loop.call_soon(self.flush)
+
+    def _now(self, message: str) -> None:
+        with self._lock:
+            self._pending.append(message)
+        self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._loop = None
+            if not self._pending:
+                return
+            text = "\n".join(self._pending) + "\n"
+            self._pending.clear()
+            try:
+                self._file.write(text)
+                self._file.flush()
+            except (OSError, ValueError):
+                pass  # stdout closed or gone: the daemon keeps serving
+
+    debug = info = msg = _defer
+    warning = warn = error = err = critical = fatal = exception = failure = _now
+
+
+_writers: list[LineWriter] = []
+
+
+@atexit.register
+def _flush_writers() -> None:
+    for writer in _writers:
+        writer.flush()
+
+
 def configure_logging(
     level: str = "info",
     fmt: Literal["auto", "json", "console"] = "auto",
@@ -82,7 +175,7 @@ def configure_logging(
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_timestamp,
         redact_secrets,
     ]
     renderer: list[Any]
@@ -103,9 +196,13 @@ def configure_logging(
             ),
             structlog.processors.JSONRenderer(serializer=_orjson_dumps),
         ]
+    for old in _writers:
+        old.flush()
+    writer = LineWriter(out)
+    _writers[:] = [writer]
     structlog.configure(
         processors=[*shared, *renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.WriteLoggerFactory(file=out),
+        logger_factory=lambda *_args: writer,
         cache_logger_on_first_use=False,
     )

@@ -104,6 +104,8 @@ class RpcConfig(_Model):
 class LogsConfig(_Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
+    #: Which calls get a ``call`` line (at info): every call, failed calls only, or none.
+    calls: Literal["all", "errors", "off"] = "all"
 
     @field_validator("level", mode="before")
     @classmethod

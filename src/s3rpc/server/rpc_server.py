@@ -27,7 +27,7 @@ import stat
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 
@@ -48,6 +48,7 @@ from s3rpc.goridge import (
 )
 from s3rpc.goridge.rpc import encode_error, encode_response
 from s3rpc.server.dispatch import bytes_fields, decode_body, encode_result, resolve
+from s3rpc.server.logger import CachedLogger
 from s3rpc.server.metrics import Metrics
 
 READ_CHUNK = 256 * 1024
@@ -64,7 +65,9 @@ _NOT_STARTED = S3RpcError(
 _NO_BODY = memoryview(b"")
 #: The outcome logged for calls cancelled because their client went away.
 DISCONNECTED = "DISCONNECTED"
-log = structlog.get_logger("s3rpc.server")
+#: ``logs.calls``: which calls get a ``call`` log line.
+CallLines = Literal["all", "errors", "off"]
+log = CachedLogger("s3rpc.server")
 
 
 @dataclass
@@ -73,6 +76,7 @@ class ServerState:
     calls: set[asyncio.Task[None]]
     budget: ByteBudget
     metrics: Metrics | None = None
+    call_lines: CallLines = "all"
     total_connections: int = 0
     total_calls: int = 0
     refused_connections: int = 0
@@ -299,12 +303,14 @@ class Connection:
             "session (s3.UploadStart)",
         )
         sent = self._write([encode_error(frame.flags, frame.seq, frame.method, error.wire_text())])
-        self._log_call(method, time.perf_counter(), error.code.value, frame.declared, sent)
+        self._log_call(method, time.perf_counter(), error.code.value, frame.declared, sent, error)
 
     def _refuse(self, frame: Frame) -> None:
         request = parse_request(frame)
         sent = self._write(_error_frame(request, _NOT_STARTED))
-        self._log_call(request.method, time.perf_counter(), _NOT_STARTED.code.value, 0, sent)
+        self._log_call(
+            request.method, time.perf_counter(), _NOT_STARTED.code.value, 0, sent, _NOT_STARTED
+        )
 
     # --- calls ---------------------------------------------------------------------------
 
@@ -338,6 +344,7 @@ class Connection:
         del frame
         structlog.contextvars.bind_contextvars(method=request.method, seq=request.seq)
         outcome = "ok"
+        error: S3RpcError | None = None
         try:
             codec, method = resolve(self.table, request)
             ledger.scale = codec.encoding_overhead
@@ -355,17 +362,21 @@ class Connection:
             del parts
         except S3RpcError as exc:
             outcome = exc.code.value
+            error = exc
             buffers = _error_frame(request, exc)
         except asyncio.CancelledError:
             if self.lost:
                 self._log_call(request.method, started, DISCONNECTED, size_in, 0)
             else:
                 sent = self._write(_error_frame(request, _STOPPED))
-                self._log_call(request.method, started, _STOPPED.code.value, size_in, sent)
+                self._log_call(
+                    request.method, started, _STOPPED.code.value, size_in, sent, _STOPPED
+                )
             ledger.release()
             raise
         except Exception:
             outcome = ErrorCode.INTERNAL_ERROR.value
+            error = _INTERNAL
             log.exception("handler_failed", peer=self.peer)
             buffers = _error_frame(request, _INTERNAL)
         del request
@@ -378,21 +389,41 @@ class Connection:
         sent = self._write(buffers)
         del buffers
         try:
-            self._log_call(name, started, outcome, size_in, sent)
+            self._log_call(name, started, outcome, size_in, sent, error)
         finally:
             self._sent(ledger)
 
     def _log_call(
-        self, method: str, started: float, outcome: str, size_in: int, size_out: int
+        self,
+        method: str,
+        started: float,
+        outcome: str,
+        size_in: int,
+        size_out: int,
+        error: S3RpcError | None = None,
     ) -> None:
+        """The call's line per ``logs.calls``; a failed call's carries the error's message
+        and details (for S3 failures: the S3 error code and HTTP status)."""
         seconds = time.perf_counter() - started
-        log.info(
-            "call",
-            outcome=outcome,
-            duration_ms=round(seconds * 1000, 3),
-            bytes_in=size_in,
-            bytes_out=size_out,
-        )
+        lines = self.state.call_lines
+        if lines == "all" and error is None:
+            log.info(
+                "call",
+                outcome=outcome,
+                duration_ms=round(seconds * 1000, 3),
+                bytes_in=size_in,
+                bytes_out=size_out,
+            )
+        elif lines != "off" and (error is not None or outcome != "ok"):
+            log.info(
+                "call",
+                outcome=outcome,
+                duration_ms=round(seconds * 1000, 3),
+                bytes_in=size_in,
+                bytes_out=size_out,
+                error=error.message if error is not None else outcome,
+                details=error.details if error is not None else None,
+            )
         if self.state.metrics is not None:
             self.state.metrics.call_finished(method, outcome, seconds, size_in, size_out)
 
@@ -520,7 +551,11 @@ class RpcServer:
     """Listens on the configured address and serves the method table until shut down."""
 
     def __init__(
-        self, table: MethodTable, config: RpcConfig, metrics: Metrics | None = None
+        self,
+        table: MethodTable,
+        config: RpcConfig,
+        metrics: Metrics | None = None,
+        call_lines: CallLines = "all",
     ) -> None:
         self.table = table
         self.config = config
@@ -529,6 +564,7 @@ class RpcServer:
             calls=set(),
             budget=ByteBudget(config.max_inflight_bytes),
             metrics=metrics,
+            call_lines=call_lines,
         )
         self._server: asyncio.Server | None = None
         self._unix_inode: int | None = None
