@@ -1,20 +1,24 @@
 #!/usr/bin/env python
-"""s3rpc benchmarks: the sans-IO codec in-process, then the daemon end to end against moto.
+"""s3rpc benchmarks: every figure of issue 9, measured against its peer in the same run.
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/run.py              # full run, about 2-3 minutes
-    .venv/bin/python benchmarks/run.py --quick      # smoke run, under 40 s
-    .venv/bin/python benchmarks/run.py --json results.json
+    .venv/bin/python benchmarks/run.py                    # full run: 5 repetitions, ~4-5 min
+    .venv/bin/python benchmarks/run.py --quick            # CI smoke, under 60 s
+    .venv/bin/python benchmarks/run.py --json out.json    # also save every number as JSON
 
-Three processes take part in the end-to-end part: moto (S3 on 127.0.0.1, started by
-``benchmarks/moto_server.py``), the daemon (``python -m s3rpc serve -c <tmp config>``) and
-this process, which generates the load with :class:`s3rpc.client.ClientPool`. CPU time of
-each is read from ``/proc`` so the daemon's own share is visible. Every loop is bounded by a
-count and a time budget, a watchdog ends the run, and the children die with this process.
+Processes: the S3 backend (s3rver, installed with npm into ``$TMPDIR/s3rpc-s3rver`` when ``node``
+is present, else moto), the daemon (``python -m s3rpc serve`` with default logging), a bare
+uvloop Goridge echo server (``benchmarks/echo_server.py``), the load generator
+(``benchmarks/loadgen.c`` compiled with ``cc -O2`` into a temp dir, else the multi-process
+``benchmarks/pyloadgen.py``) and this process, which runs the peers (aioboto3 on uvloop, boto3)
+and reads every process's CPU time from ``/proc``. Each figure alternates the two sides within
+each repetition (daemon, peer, daemon, peer, ...) and reports the median over the repetitions
+with its spread (min-max), beside its goal: ``met`` or ``NOT MET``.
 
-Exit status: 0 when every workload ran without errors, 1 otherwise, 2 for bad usage.
-Speed and memory targets belong here, never in unit tests.
+Exit status: 0 when every measurement ran without errors (a goal that is not met does not change
+it), 1 otherwise (an error, a process that did not start, the watchdog), 2 for bad usage.
+Speed goals live here, never in unit tests.
 """
 
 from __future__ import annotations
@@ -22,110 +26,121 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import datetime as dt
 import itertools
 import json
 import os
 import platform
-import signal
-import socket
+import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-SRC = ROOT / "src"
-if str(SRC) not in sys.path:
-    sys.path.insert(0, str(SRC))
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
 
+from common import (  # noqa: E402  (benchmarks/common.py: helpers shared by the benchmarks)
+    CHILDREN,
+    KIB,
+    MIB,
+    REGION,
+    ROOT,
+    S3RVER_CACHE,
+    PeakRss,
+    Storage,
+    _die_with_parent,
+    cpu_seconds,
+    create_bucket,
+    daemon_config_yaml,
+    daemon_process,
+    fmt,
+    free_port,
+    kill_children,
+    proc_status_kib,
+    stop_process,
+    storage_server,
+    table,
+)
+
+from s3rpc.contract import Method  # noqa: E402
 from s3rpc.goridge import NEED_DATA, Frame, FrameDecoder, parse_request  # noqa: E402
 from s3rpc.goridge.codec import JSON, MSGPACK, Codec  # noqa: E402
 from s3rpc.goridge.rpc import encode_request, encode_response  # noqa: E402
-from s3rpc.contract import Method  # noqa: E402
 from s3rpc.server.dispatch import decode_params, resolve  # noqa: E402
 
-KIB = 1024
-MIB = 1024 * 1024
 MB = 1_000_000
 READ_CHUNK = 256 * KIB  # what the server reads per recv
-ACCESS_KEY = "bench-access-key"
-SECRET_KEY = "bench-secret-key"  # the in-process moto accepts any credentials
-REGION = "us-east-1"
 LOGICAL_BUCKET = "bench"
 CODECS: dict[str, Codec] = {"json": JSON, "msgpack": MSGPACK}
+CLIENTS = 16  # concurrent clients for the S3 figures (one call in flight each, like PHP workers)
+RPC_CONNECTIONS = 64
+RPC_DEPTH = 16  # calls in flight per connection for the RPC figure (pipelining)
+#: Peak RSS growth while one large object is in flight, as a multiple of its size.
+MEMORY_GOAL = {"msgpack": 1.3, "json": 2.0}
 
 
 @dataclass(frozen=True)
 class Profile:
     name: str
-    codec_seconds: float  # budget per codec case
+    reps: int
+    s3_seconds: float  # per side and repetition
+    rpc_seconds: float
+    presign_seconds: float
+    presign_peer_calls: int
+    presign_frames: int  # distinct keys per repetition on the daemon side
+    warmup_seconds: float
+    keys: int
+    memory_size: int
+    codec_seconds: float
     codec_small_frames: int
     codec_large_frames: int
-    rpc_c1: int
-    rpc_c64: int
-    exists_c1: int
-    exists_cn: int
-    small_c1: int
-    small_cn: int
-    large_ops: int
-    large_size: int
-    workload_seconds: float  # cap per end-to-end workload
-    e2e_seconds: float  # budget for the whole end-to-end part, start-up included
-    watchdog_seconds: float  # hard stop for the whole run
+    watchdog_seconds: float
 
 
 FULL = Profile(
     name="full",
-    codec_seconds=2.0,
+    reps=5,
+    s3_seconds=3.0,
+    rpc_seconds=2.0,
+    presign_seconds=2.0,
+    presign_peer_calls=4000,
+    presign_frames=30_000,
+    warmup_seconds=1.0,
+    keys=1000,
+    memory_size=100 * MIB,
+    codec_seconds=0.5,
     codec_small_frames=300_000,
     codec_large_frames=2_000,
-    rpc_c1=3_000,
-    rpc_c64=20_000,
-    exists_c1=400,
-    exists_cn=2_000,
-    small_c1=400,
-    small_cn=2_000,
-    large_ops=5,
-    large_size=20 * MIB,
-    workload_seconds=15.0,
-    e2e_seconds=190.0,
-    watchdog_seconds=235.0,
+    watchdog_seconds=900.0,
 )
 QUICK = Profile(
     name="quick",
-    codec_seconds=0.25,
-    codec_small_frames=20_000,
-    codec_large_frames=100,
-    rpc_c1=300,
-    rpc_c64=2_000,
-    exists_c1=40,
-    exists_cn=200,
-    small_c1=40,
-    small_cn=200,
-    large_ops=1,
-    large_size=20 * MIB,
-    workload_seconds=2.5,
-    e2e_seconds=28.0,
-    watchdog_seconds=39.0,
+    reps=2,
+    s3_seconds=0.4,
+    rpc_seconds=0.4,
+    presign_seconds=0.4,
+    presign_peer_calls=300,
+    presign_frames=5_000,
+    warmup_seconds=0.2,
+    keys=200,
+    memory_size=16 * MIB,
+    codec_seconds=0.05,
+    codec_small_frames=5_000,
+    codec_large_frames=40,
+    watchdog_seconds=100.0,
 )
-SMALL_CONCURRENCY = 16
-#: Memory frugality: the daemon's peak RSS growth while one large object is in flight, as a
-#: multiple of the object's size. JSON carries the object as base64 text (4/3 of it) that is
-#: decoded into a copy, so it gets more room than msgpack.
-MEMORY_GROWTH_TARGET = {"msgpack": 4.0, "json": 6.0}
-CONCURRENCY_HIGH = 64
 
 
-# --- results ------------------------------------------------------------------------------
+# --- results ------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -141,27 +156,31 @@ class CodecRow:
 
 
 @dataclass
-class Row:
-    workload: str
-    codec: str
-    concurrency: int
-    ops: int
+class Sample:
+    """One side of one repetition: calls, rate and CPU milliseconds per call of each process."""
+
+    figure: str
+    side: str  # "s3rpc" or the peer's name
+    rep: int
+    calls: int
     seconds: float
-    ops_per_s: float
-    mb_per_s: float | None
-    p50_ms: float
-    p99_ms: float
+    calls_per_s: float
+    cpu_ms_per_call: dict[str, float] = field(default_factory=dict)
     errors: int = 0
-    cpu_percent: dict[str, float] = field(default_factory=dict)
-    note: str = ""
 
 
 @dataclass
-class Memory:
-    rss_after_start_kib: int = 0
-    rss_after_small_kib: int = 0
-    peak: dict[str, dict[str, Any]] = field(default_factory=dict)
-    hwm_reset_supported: bool = False
+class Line:
+    """One printed figure: the peer's and s3rpc's medians, the compared value and its goal."""
+
+    figure: str
+    peer: str
+    s3rpc: str
+    value: float | None
+    spread: tuple[float, float] | None
+    shown: str
+    goal: str
+    met: bool | None
 
 
 @dataclass
@@ -172,9 +191,15 @@ class Results:
     platform: str
     cpu_cores: int
     load_average: list[float] = field(default_factory=list)
-    codec: list[CodecRow] = field(default_factory=list)
-    e2e: list[Row] = field(default_factory=list)
-    memory: Memory = field(default_factory=Memory)
+    backend: str = ""
+    loadgen: str = ""
+    codec: str = ""
+    daemon_logs: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+    lines: list[Line] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+    memory: list[dict[str, Any]] = field(default_factory=list)
+    codec_rows: list[CodecRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     seconds_total: float = 0.0
@@ -294,7 +319,7 @@ def run_codec(profile: Profile, results: Results) -> None:
         for name, codec in CODECS.items():
             frames, seconds, frame_bytes = fn(codec)
             rate = frames / seconds
-            results.codec.append(
+            results.codec_rows.append(
                 CodecRow(
                     case=label,
                     codec=name,
@@ -308,60 +333,34 @@ def run_codec(profile: Profile, results: Results) -> None:
             )
 
 
-# --- processes ----------------------------------------------------------------------------
+# --- 2. load generator, echo server -------------------------------------------------------------
 
 
-#: Child processes still to be killed if the watchdog fires.
-CHILDREN: list[subprocess.Popen[Any]] = []
-
-
-def _die_with_parent() -> None:
-    """preexec_fn: the child gets SIGTERM when this process ends, however it ends."""
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def proc_status_kib(pid: int, key: str) -> int:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
-
-
-def reset_peak_rss(pid: int) -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0: ``echo 5 > /proc/PID/clear_refs``)."""
-    try:
-        with open(f"/proc/{pid}/clear_refs", "w") as fh:
-            fh.write("5")
-    except OSError:
-        return False
-    return proc_status_kib(pid, "VmHWM") <= proc_status_kib(pid, "VmRSS") + 64
-
-
-def stop_process(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
+def build_loadgen(tmp: Path) -> tuple[list[str], str]:
+    """The C load generator compiled into ``tmp`` (``cc -O2``), else the Python one."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is not None:
+        binary = tmp / "loadgen"
+        built = subprocess.run(
+            [cc, "-O2", "-o", str(binary), str(HERE / "loadgen.c")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if built.returncode == 0:
+            return [str(binary)], f"benchmarks/loadgen.c ({Path(cc).name} -O2, epoll, 1 thread)"
+        print(f"cc failed, using the Python load generator:\n{built.stderr[-1000:]}", flush=True)
+    procs = max(1, min(4, os.cpu_count() or 1))
+    return (
+        [sys.executable, str(HERE / "pyloadgen.py"), "--procs", str(procs)],
+        f"benchmarks/pyloadgen.py ({procs} processes; no C compiler)",
+    )
 
 
 @contextlib.contextmanager
-def moto_process(timeout: float, max_seconds: float) -> Iterator[tuple[subprocess.Popen[Any], str]]:
+def echo_process(body: bytes, timeout: float) -> Any:
     proc = subprocess.Popen(
-        [sys.executable, str(HERE / "moto_server.py"), "--max-seconds", str(int(max_seconds))],
+        [sys.executable, str(HERE / "echo_server.py"), "--body-hex", body.hex()],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -370,395 +369,603 @@ def moto_process(timeout: float, max_seconds: float) -> Iterator[tuple[subproces
     CHILDREN.append(proc)
     try:
         assert proc.stdout is not None
-        deadline = time.monotonic() + timeout
         line = b""
+        deadline = time.monotonic() + timeout
         os.set_blocking(proc.stdout.fileno(), False)
-        while time.monotonic() < deadline and proc.poll() is None:
+        while time.monotonic() < deadline and proc.poll() is None and b"\n" not in line:
             line += proc.stdout.read() or b""
-            if b"\n" in line:
-                break
-            time.sleep(0.05)
+            time.sleep(0.02)
         if not line.startswith(b"PORT "):
-            raise RuntimeError(f"moto did not start within {timeout:.0f} s")
-        port = int(line.split()[1])
-        yield proc, f"http://127.0.0.1:{port}"
+            raise RuntimeError(f"the echo server did not start within {timeout:.0f} s")
+        yield proc, int(line.split()[1])
     finally:
         if proc.stdin is not None:
             with contextlib.suppress(OSError):
-                proc.stdin.close()  # EOF tells the helper to stop
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            stop_process(proc)
+                proc.stdin.close()
+        stop_process(proc, grace=5)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def frames_file(path: Path, codec: Codec, calls: list[tuple[str, dict[str, Any]]]) -> Path:
+    """Request frames back to back, for the load generator (which stamps the seq)."""
+    with open(path, "wb") as fh:
+        for method, params in calls:
+            fh.write(b"".join(encode_request(codec.flag, 0, method, codec.encode(params))))
+    return path
 
 
-def daemon_config_yaml(endpoint: str, bucket: str, port: int) -> str:
-    config = {
-        "rpc": {"listen": f"tcp://127.0.0.1:{port}", "max_inflight_per_connection": 128},
-        "logs": {"level": "warning", "format": "json"},
-        "s3": {
-            "default": LOGICAL_BUCKET,
-            "shutdown_timeout": 5,
-            "servers": {
-                "moto": {
-                    "region": REGION,
-                    "endpoint": endpoint,
-                    "credentials": {"key": ACCESS_KEY, "secret": SECRET_KEY},
-                }
-            },
-            "buckets": {
-                LOGICAL_BUCKET: {
-                    "server": "moto",
-                    "bucket": bucket,
-                    "visibility": "private",
-                    "max_concurrent_operations": 1000,
-                    "part_size": 5 * MIB,
-                    "concurrency": 5,
-                }
-            },
-        },
-    }
-    return json.dumps(config, indent=2)  # JSON is YAML
+def raw_call(port: int, codec: Codec, method: str, params: dict[str, Any]) -> tuple[int, bytes]:
+    """One call over a plain socket: the answer's flags and body exactly as the daemon sent it."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"".join(encode_request(codec.flag, 1, method, codec.encode(params))))
+        decoder = FrameDecoder(max_payload=64 * MIB)
+        while (frame := decoder.next_frame()) is NEED_DATA:
+            data = sock.recv(65536)
+            if not data:
+                raise RuntimeError(f"{method}: the daemon closed the connection")
+            decoder.receive_data(data)
+    assert isinstance(frame, Frame)
+    request = parse_request(frame)
+    return frame.flags, bytes(request.body)
 
 
-@contextlib.contextmanager
-def daemon_process(
-    config_path: Path, port: int, log_path: Path, timeout: float
-) -> Iterator[subprocess.Popen[Any]]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")])),
-    }
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "s3rpc", "serve", "-c", str(config_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=ROOT,
-            preexec_fn=_die_with_parent,
-        )
-    CHILDREN.append(proc)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                tail = log_path.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"daemon exited with status {proc.returncode}:\n{tail}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"daemon did not accept connections within {timeout:.0f} s"
-                    ) from None
-                time.sleep(0.05)
-        yield proc
-    finally:
-        stop_process(proc)
+# --- 3. measuring -------------------------------------------------------------------------------
 
 
-# --- 2. end to end ------------------------------------------------------------------------
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
-    return sorted_values[index]
-
-
-class CpuMeter:
-    """CPU time of the daemon, moto and this process over one workload (100% = one core)."""
+class Meter:
+    """CPU seconds of the named processes, of this process, and of its waited-for children."""
 
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = pids
 
     def sample(self) -> dict[str, float]:
         values = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
-        values["client"] = time.process_time()
+        values["this"] = time.process_time()
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        values["loadgen"] = usage.ru_utime + usage.ru_stime
         return values
 
     @staticmethod
-    def percent(before: dict[str, float], after: dict[str, float], wall: float) -> dict[str, float]:
-        return {name: round(100 * (after[name] - before[name]) / wall, 1) for name in before}
+    def per_call(before: dict[str, float], after: dict[str, float], calls: int) -> dict[str, float]:
+        return {k: round(1000 * (after[k] - before[k]) / max(calls, 1), 4) for k in before}
 
 
-class Bench:
-    def __init__(
-        self, profile: Profile, results: Results, meter: CpuMeter, deadline: float
-    ) -> None:
-        self.profile = profile
-        self.results = results
-        self.meter = meter
-        self.deadline = deadline
-
-    def remaining(self) -> float:
-        return self.deadline - time.monotonic()
-
-    async def run(
-        self,
-        workload: str,
-        codec: str,
-        concurrency: int,
-        count: int,
-        op: Callable[[int], Awaitable[None]],
-        payload: int = 0,
-    ) -> Row | None:
-        """``count`` calls of ``op(i)`` by ``concurrency`` workers, within the time cap."""
-        budget = min(self.profile.workload_seconds, self.remaining() - 5.0)
-        if budget < 0.5:
-            self.results.notes.append(
-                f"skipped {workload} [{codec}, c={concurrency}]: time budget spent"
-            )
-            return None
-        latencies: list[float] = []
-        errors: list[str] = []
-        counter = itertools.count()
-        stop_at = time.perf_counter() + budget
-
-        async def worker() -> None:
-            while (
-                (i := next(counter)) < count and time.perf_counter() < stop_at and len(errors) < 10
-            ):
-                t0 = time.perf_counter()
-                try:
-                    await op(i)
-                except Exception as exc:
-                    errors.append(f"{type(exc).__name__}: {exc}"[:300])
-                else:
-                    latencies.append(time.perf_counter() - t0)
-
-        before = self.meter.sample()
-        start = time.perf_counter()
-        try:
-            await asyncio.wait_for(
-                asyncio.gather(*(worker() for _ in range(concurrency))), budget + 60
-            )
-        except TimeoutError:
-            errors.append("workload did not finish within its time cap + 60 s")
-        wall = time.perf_counter() - start
-        after = self.meter.sample()
-        latencies.sort()
-        ops = len(latencies)
-        row = Row(
-            workload=workload,
-            codec=codec,
-            concurrency=concurrency,
-            ops=ops,
-            seconds=round(wall, 3),
-            ops_per_s=round(ops / wall, 1),
-            mb_per_s=round(ops * payload / wall / MB, 1) if payload else None,
-            p50_ms=round(percentile(latencies, 0.50) * 1000, 3),
-            p99_ms=round(percentile(latencies, 0.99) * 1000, 3),
-            errors=len(errors),
-            cpu_percent=CpuMeter.percent(before, after, wall),
-            note="" if ops >= count else f"stopped by the {budget:.1f} s cap",
-        )
-        if errors:
-            self.results.failures.append(f"{workload} [{codec}, c={concurrency}]: {errors[0]}")
-        self.results.e2e.append(row)
-        print(
-            f"  {workload:<24} {codec:<8} c={concurrency:<3} {ops:>6} ops {wall:7.2f} s"
-            + (f"  {errors[0]}" if errors else ""),
-            flush=True,
-        )
-        return row
+@dataclass
+class Env:
+    profile: Profile
+    results: Results
+    codec: Codec
+    tmp: Path
+    storage: Storage
+    bucket: str
+    daemon_pid: int
+    daemon_port: int
+    loadgen_cmd: list[str]
+    meter: Meter
+    s3: Any = None  # the aioboto3 peer client
+    deadline: float = 0.0
 
 
-def _check_content(result: Any, expected: int) -> None:
-    content = result.get("content") if isinstance(result, dict) else None
-    if not isinstance(content, bytes) or len(content) != expected:
-        got = len(content) if isinstance(content, bytes) else type(content).__name__
-        raise AssertionError(f"s3.Read returned {got}, expected {expected} bytes")
-
-
-async def e2e_daemon(bench: Bench, address: str, daemon_pid: int) -> None:
-    from s3rpc.client import ClientPool
-
-    p = bench.profile
-    results = bench.results
-    small = os.urandom(KIB)
-    large = os.urandom(p.large_size)
-    pools: dict[tuple[str, int], ClientPool] = {}
-
-    async def pool(codec: str, size: int) -> ClientPool:
-        if (codec, size) not in pools:
-            pools[codec, size] = await ClientPool.connect(address, size=size, codec=codec)  # type: ignore[arg-type]
-        return pools[codec, size]
-
+async def run_loadgen(
+    env: Env, port: int, frames: Path, conns: int, depth: int, seconds: float
+) -> tuple[int, int, float]:
+    proc = await asyncio.create_subprocess_exec(
+        *env.loadgen_cmd,
+        "127.0.0.1",
+        str(port),
+        str(conns),
+        str(depth),
+        str(seconds),
+        str(frames),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
-        # Warm-up: connections, the bucket's client, the first S3 request.
-        warm = await pool("json", 1)
-        await warm.call("s3.ListBuckets")
-        await warm.call("s3.Write", {"pathname": "exists/probe", "content": small})
-        results.memory.rss_after_start_kib = proc_status_kib(daemon_pid, "VmRSS")
-
-        for codec, concurrency, count in (
-            ("json", 1, p.rpc_c1),
-            ("msgpack", 1, p.rpc_c1),
-            ("json", CONCURRENCY_HIGH, p.rpc_c64),
-            ("msgpack", CONCURRENCY_HIGH, p.rpc_c64),
-        ):
-            c = await pool(codec, concurrency)
-            await bench.run(
-                "s3.ListBuckets (no S3)",
-                codec,
-                concurrency,
-                count,
-                lambda _i, c=c: c.call("s3.ListBuckets"),
-            )
-
-        for concurrency, count in ((1, p.exists_c1), (SMALL_CONCURRENCY, p.exists_cn)):
-            c = await pool("json", concurrency)
-
-            async def exists(_i: int, c: ClientPool = c) -> None:
-                result = await c.call("s3.Exists", {"pathname": "exists/probe"})
-                if not (
-                    result is True or (isinstance(result, dict) and result.get("exists") is True)
-                ):
-                    raise AssertionError(f"s3.Exists returned {result!r}")
-
-            await bench.run("s3.Exists", "json", concurrency, count, exists)
-
-        for codec in CODECS:
-            for concurrency, count in ((1, p.small_c1), (SMALL_CONCURRENCY, p.small_cn)):
-                c = await pool(codec, concurrency)
-                prefix = f"small/{codec}/c{concurrency}"
-                keys = min(count, 64)
-
-                async def write(
-                    i: int, c: ClientPool = c, prefix: str = prefix, keys: int = keys
-                ) -> None:
-                    await c.call("s3.Write", {"pathname": f"{prefix}/{i % keys}", "content": small})
-
-                async def read(
-                    i: int, c: ClientPool = c, prefix: str = prefix, keys: int = keys
-                ) -> None:
-                    _check_content(
-                        await c.call("s3.Read", {"pathname": f"{prefix}/{i % keys}"}), KIB
-                    )
-
-                row = await bench.run("s3.Write 1 KiB", codec, concurrency, count, write, KIB)
-                if row is not None:
-                    row.note = (row.note + "; " if row.note else "") + "= PUT + HEAD to S3"
-                if row is not None and row.ops:
-                    bench.remaining()
-                    await bench.run(
-                        "s3.Read 1 KiB",
-                        codec,
-                        concurrency,
-                        min(count, max(row.ops, keys)),
-                        read,
-                        KIB,
-                    )
-        results.memory.rss_after_small_kib = proc_status_kib(daemon_pid, "VmRSS")
-
-        # Large objects, one in flight; the daemon's peak RSS is taken per operation.
-        label = f"{p.large_size // MIB} MiB"
-        for codec in ("msgpack", "json"):
-            c = await pool(codec, 1)
-            key = f"large/{codec}"
-
-            async def write_large(_i: int, c: ClientPool = c, key: str = key) -> None:
-                await c.call("s3.Write", {"pathname": key, "content": large}, timeout=120)
-
-            async def read_large(_i: int, c: ClientPool = c, key: str = key) -> None:
-                _check_content(await c.call("s3.Read", {"pathname": key}, timeout=120), len(large))
-
-            for op_name, op in (("s3.Write", write_large), ("s3.Read", read_large)):
-                resettable = reset_peak_rss(daemon_pid)
-                results.memory.hwm_reset_supported = resettable
-                rss_before = proc_status_kib(daemon_pid, "VmRSS")
-                row = await bench.run(f"{op_name} {label}", codec, 1, p.large_ops, op, len(large))
-                if row is None or not row.ops:
-                    break
-                peak = proc_status_kib(daemon_pid, "VmHWM")
-                results.memory.peak[f"{op_name} {label} {codec}"] = {
-                    "codec": codec,
-                    "rss_before_kib": rss_before,
-                    "peak_kib": peak,
-                    # Against the idle RSS: memory Python keeps after an earlier operation
-                    # must not hide this one's needs.
-                    "growth_over_object": round(
-                        (peak - results.memory.rss_after_small_kib) * KIB / len(large), 2
-                    ),
-                    "peak_over_object": round(peak * KIB / len(large), 2),
-                    "peak_is_per_operation": resettable,
-                }
-        large_del = await pool("json", 1)
-        for codec in ("msgpack", "json"):
-            with contextlib.suppress(Exception):
-                await large_del.call("s3.Delete", {"pathname": f"large/{codec}"})
-    finally:
-        await asyncio.gather(*(pl.close() for pl in pools.values()), return_exceptions=True)
+        out, err = await asyncio.wait_for(proc.communicate(), seconds + 90)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise RuntimeError("the load generator did not finish") from None
+    fields = dict(item.split("=", 1) for item in out.decode().split() if "=" in item)
+    if proc.returncode != 0 or "calls" not in fields:
+        raise RuntimeError(f"load generator failed ({proc.returncode}): {err.decode()[-500:]}")
+    calls, errors = int(fields["calls"]), int(fields["errors"])
+    if errors:
+        env.results.failures.append(f"{errors} error answers: {err.decode().strip()[:400]}")
+    return calls, errors, float(fields["seconds"])
 
 
-async def e2e_baseline(bench: Bench, endpoint: str, bucket: str) -> None:
-    """The same 1 KiB Write/Read straight to moto with aioboto3: the floor for s3rpc."""
+async def measure_rpc(
+    env: Env,
+    figure: str,
+    side: str,
+    rep: int,
+    port: int,
+    frames: Path,
+    conns: int,
+    depth: int,
+    seconds: float,
+) -> Sample:
+    """The load generator against ``port``; CPU per call of every process."""
+    before = env.meter.sample()
+    calls, errors, wall = await run_loadgen(env, port, frames, conns, depth, seconds)
+    after = env.meter.sample()
+    sample = Sample(
+        figure=figure,
+        side=side,
+        rep=rep,
+        calls=calls,
+        seconds=round(wall, 3),
+        calls_per_s=round(calls / wall, 1) if wall > 0 else 0.0,
+        cpu_ms_per_call=Meter.per_call(before, after, calls),
+        errors=errors,
+    )
+    if rep >= 0:
+        env.results.samples.append(sample)
+    return sample
+
+
+async def measure_peer(
+    env: Env,
+    figure: str,
+    side: str,
+    rep: int,
+    op: Callable[[int], Awaitable[None]],
+    concurrency: int,
+    seconds: float,
+) -> Sample:
+    """``concurrency`` tasks calling ``op(i)`` (i counts up) for ``seconds``, in this process."""
+    counter = itertools.count()
+    calls = 0
+    errors: list[str] = []
+    stop_at = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal calls
+        while time.perf_counter() < stop_at and len(errors) < 10:
+            try:
+                await op(next(counter))
+            except Exception as exc:
+                errors.append(f"{type(exc).__name__}: {exc}"[:300])
+            else:
+                calls += 1
+
+    before = env.meter.sample()
+    start = time.perf_counter()
+    await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(concurrency))), seconds + 90)
+    wall = time.perf_counter() - start
+    after = env.meter.sample()
+    if errors:
+        env.results.failures.append(f"{figure} [{side}]: {errors[0]}")
+    sample = Sample(
+        figure=figure,
+        side=side,
+        rep=rep,
+        calls=calls,
+        seconds=round(wall, 3),
+        calls_per_s=round(calls / wall, 1),
+        cpu_ms_per_call=Meter.per_call(before, after, calls),
+        errors=len(errors),
+    )
+    if rep >= 0:
+        env.results.samples.append(sample)
+    return sample
+
+
+def spread_of(values: list[float]) -> tuple[float, float, float]:
+    return statistics.median(values), min(values), max(values)
+
+
+def progress(sample: Sample, extra: str = "") -> None:
+    cpu = ", ".join(f"{k} {v:.3f}" for k, v in sample.cpu_ms_per_call.items() if v > 0)
+    print(
+        f"  {sample.figure:<26} rep {sample.rep} {sample.side:<20} {sample.calls:>8,} calls "
+        f"{sample.calls_per_s:>10,.0f}/s  CPU ms/call: {cpu}{extra}",
+        flush=True,
+    )
+
+
+# --- 4. the figures -----------------------------------------------------------------------------
+
+
+def _key(i: int, keys: int) -> str:
+    return f"r/{i % keys:05d}"
+
+
+async def s3_figure(
+    env: Env,
+    figure: str,
+    peer_name: str,
+    method: str,
+    params: Callable[[int], dict[str, Any]],
+    peer_op: Callable[[int], Awaitable[None]],
+    ratio_goal: float,
+    cpu_goal_ms: float | None,
+) -> None:
+    """16 clients through the daemon vs the same requests straight from aioboto3."""
+    p = env.profile
+    frames = frames_file(
+        env.tmp / f"{method}.frames", env.codec, [(method, params(i)) for i in range(p.keys)]
+    )
+
+    async def daemon_side(rep: int, seconds: float) -> Sample:
+        return await measure_rpc(
+            env, figure, "s3rpc", rep, env.daemon_port, frames, CLIENTS, 1, seconds
+        )
+
+    async def peer_side(rep: int, seconds: float) -> Sample:
+        return await measure_peer(env, figure, peer_name, rep, peer_op, CLIENTS, seconds)
+
+    await daemon_side(-1, p.warmup_seconds)
+    await peer_side(-1, p.warmup_seconds)
+    ratios, deltas, ours, theirs, our_cpu, their_cpu = [], [], [], [], [], []
+    for rep in range(p.reps):
+        mine = await daemon_side(rep, p.s3_seconds)
+        progress(mine)
+        peer = await peer_side(rep, p.s3_seconds)
+        progress(peer)
+        if mine.calls and peer.calls:
+            ratios.append(mine.calls_per_s / peer.calls_per_s)
+            deltas.append(mine.cpu_ms_per_call["daemon"] - peer.cpu_ms_per_call["this"])
+            ours.append(mine.calls_per_s)
+            theirs.append(peer.calls_per_s)
+            our_cpu.append(mine.cpu_ms_per_call["daemon"])
+            their_cpu.append(peer.cpu_ms_per_call["this"])
+    if not ratios:
+        env.results.failures.append(f"{figure}: no repetition completed")
+        return
+    ratio, lo, hi = spread_of(ratios)
+    env.results.lines.append(
+        Line(
+            figure=f"{figure}, {CLIENTS} clients",
+            peer=f"{peer_name} {statistics.median(theirs):,.0f} ops/s",
+            s3rpc=f"{statistics.median(ours):,.0f} ops/s",
+            value=round(ratio, 3),
+            spread=(round(lo, 3), round(hi, 3)),
+            shown=f"{ratio:.2f}x ({lo:.2f}-{hi:.2f})",
+            goal=f">= {ratio_goal:.2f}x",
+            met=ratio >= ratio_goal,
+        )
+    )
+    delta, lo, hi = spread_of(deltas)
+    env.results.lines.append(
+        Line(
+            figure=f"{figure}, CPU/op (daemon vs peer)",
+            peer=f"{statistics.median(their_cpu):.3f} ms",
+            s3rpc=f"{statistics.median(our_cpu):.3f} ms",
+            value=round(delta, 4),
+            spread=(round(lo, 4), round(hi, 4)),
+            shown=f"{delta:+.3f} ms ({lo:+.3f}..{hi:+.3f})",
+            goal=f"<= +{cpu_goal_ms:.2f} ms" if cpu_goal_ms is not None else "-",
+            met=(delta <= cpu_goal_ms) if cpu_goal_ms is not None else None,
+        )
+    )
+
+
+async def s3_figures(env: Env) -> None:
     import aioboto3
     from aiobotocore.config import AioConfig
 
-    p = bench.profile
+    p = env.profile
     small = os.urandom(KIB)
     session = aioboto3.Session()
+    config = AioConfig(
+        signature_version="s3v4",
+        retries={"mode": "standard", "total_max_attempts": 3},
+        max_pool_connections=64,
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
     async with session.client(
         "s3",
-        endpoint_url=endpoint,
+        endpoint_url=env.storage.endpoint,
         region_name=REGION,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-        config=AioConfig(max_pool_connections=64, retries={"max_attempts": 1}),
+        aws_access_key_id=env.storage.key,
+        aws_secret_access_key=env.storage.secret,
+        config=config,
     ) as s3:
-        await s3.put_object(Bucket=bucket, Key="baseline/warm", Body=small)
-        for concurrency, count in ((1, p.small_c1), (SMALL_CONCURRENCY, p.small_cn)):
-            prefix = f"baseline/c{concurrency}"
-            keys = min(count, 64)
+        env.s3 = s3
+        bucket = env.bucket
+        sem = asyncio.Semaphore(32)
 
-            async def put(i: int, prefix: str = prefix, keys: int = keys) -> None:
-                await s3.put_object(Bucket=bucket, Key=f"{prefix}/{i % keys}", Body=small)
+        async def put(i: int) -> None:
+            async with sem:
+                await s3.put_object(Bucket=bucket, Key=_key(i, p.keys), Body=small)
 
-            async def put_head(i: int, prefix: str = prefix, keys: int = keys) -> None:
-                # What s3.Write sends for a small object: PUT (with ACL and type), then HEAD.
-                key = f"{prefix}/{i % keys}"
-                await s3.put_object(
-                    Bucket=bucket, Key=key, Body=small, ACL="private", ContentType="text/plain"
+        print(f"writing {p.keys} objects of 1 KiB ...", flush=True)
+        await asyncio.gather(*(put(i) for i in range(p.keys)))
+        await check_daemon_answers(env, small)
+
+        async def get(i: int) -> None:
+            response = await s3.get_object(Bucket=bucket, Key=_key(i, p.keys))
+            async with response["Body"] as body:
+                data = await body.read()
+            if len(data) != KIB:
+                raise AssertionError(f"get_object returned {len(data)} bytes")
+
+        async def head(i: int) -> None:
+            await s3.head_object(Bucket=bucket, Key=_key(i, p.keys))
+
+        async def put_small(i: int) -> None:
+            # What s3.Write sends: the body with the bucket's ACL and the detected type.
+            await s3.put_object(
+                Bucket=bucket,
+                Key=f"w/{i % p.keys:05d}",
+                Body=small,
+                ACL="private",
+                ContentType="application/octet-stream",
+            )
+
+        content: Any = small if env.codec is MSGPACK else JSON.decode(JSON.encode(small))
+
+        def by_key(i: int) -> dict[str, Any]:
+            return {"pathname": _key(i, p.keys)}
+
+        def write_params(i: int) -> dict[str, Any]:
+            return {"pathname": f"w/{i % p.keys:05d}", "content": content}
+
+        figures: list[tuple[Any, ...]] = [
+            ("s3.Read 1 KiB", "aioboto3 get_object", "s3.Read", by_key, get, 0.97, 0.03),
+            ("s3.Exists", "aioboto3 head_object", "s3.Exists", by_key, head, 0.97, 0.03),
+            (
+                "s3.Write 1 KiB",
+                "aioboto3 put_object",
+                "s3.Write",
+                write_params,
+                put_small,
+                0.95,
+                None,
+            ),
+        ]
+        for figure, peer, method, params, op, ratio_goal, cpu_goal in figures:
+            print(f"{figure} ...", flush=True)
+            await s3_figure(env, figure, peer, method, params, op, ratio_goal, cpu_goal)
+        await presign_figure(env)
+
+
+async def check_daemon_answers(env: Env, small: bytes) -> None:
+    """One of each call through the daemon, checked, before anything is timed."""
+    from s3rpc.client import AsyncClient
+
+    name = "json" if env.codec is JSON else "msgpack"
+    async with await AsyncClient.connect(f"tcp://127.0.0.1:{env.daemon_port}", name) as c:  # type: ignore[arg-type]
+        read = await c.call("s3.Read", {"pathname": _key(0, env.profile.keys)})
+        if read.get("content") != small:
+            raise AssertionError("s3.Read did not return the object's bytes")
+        exists = await c.call("s3.Exists", {"pathname": _key(1, env.profile.keys)})
+        if not (exists is True or (isinstance(exists, dict) and exists.get("exists") is True)):
+            raise AssertionError(f"s3.Exists returned {exists!r}")
+        await c.call("s3.Write", {"pathname": "w/check", "content": small})
+        url = await c.call("s3.GetPublicURL", {"pathname": "p/check", "expires_in": 3600})
+        if "X-Amz-Signature=" not in str(url.get("url")):
+            raise AssertionError(f"s3.GetPublicURL returned {url!r}")
+
+
+async def presign_figure(env: Env) -> None:
+    """Daemon CPU per s3.GetPublicURL (presigned, distinct keys) vs boto3's sync presigner."""
+    import boto3
+    from botocore.config import Config
+
+    p = env.profile
+    figure = "s3.GetPublicURL presigned"
+    print(f"{figure} ...", flush=True)
+    client = boto3.client(
+        "s3",
+        endpoint_url=env.storage.endpoint,
+        region_name=REGION,
+        aws_access_key_id=env.storage.key,
+        aws_secret_access_key=env.storage.secret,
+        config=Config(signature_version="s3v4"),
+    )
+    distinct = itertools.count()
+
+    def peer_side(rep: int, calls: int) -> Sample:
+        start_cpu, start = time.thread_time(), time.perf_counter()
+        for _ in range(calls):
+            key = f"p/peer/{next(distinct)}"
+            client.generate_presigned_url(
+                "get_object", Params={"Bucket": env.bucket, "Key": key}, ExpiresIn=3600
+            )
+        cpu, wall = time.thread_time() - start_cpu, time.perf_counter() - start
+        sample = Sample(figure, "boto3", rep, calls, round(wall, 3), round(calls / wall, 1),
+                        {"this": round(1000 * cpu / calls, 4)})  # fmt: skip
+        if rep >= 0:
+            env.results.samples.append(sample)
+        return sample
+
+    def frames(rep: int) -> Path:
+        return frames_file(
+            env.tmp / "presign.frames",
+            env.codec,
+            [
+                ("s3.GetPublicURL", {"pathname": f"p/{rep}/{i:06d}", "expires_in": 3600})
+                for i in range(p.presign_frames)
+            ],
+        )
+
+    await measure_rpc(
+        env, figure, "s3rpc", -1, env.daemon_port, frames(-1), CLIENTS, 1, p.warmup_seconds
+    )
+    peer_side(-1, max(50, p.presign_peer_calls // 10))
+    ours, theirs = [], []
+    for rep in range(p.reps):
+        mine = await measure_rpc(
+            env, figure, "s3rpc", rep, env.daemon_port, frames(rep), CLIENTS, 1, p.presign_seconds
+        )
+        progress(mine, "  (keys repeated)" if mine.calls > p.presign_frames else "")
+        peer = peer_side(rep, p.presign_peer_calls)
+        progress(peer)
+        ours.append(1000 * mine.cpu_ms_per_call["daemon"])
+        theirs.append(1000 * peer.cpu_ms_per_call["this"])
+    value, lo, hi = spread_of(ours)
+    peer_us = statistics.median(theirs)
+    env.results.lines.append(
+        Line(
+            figure=f"{figure}, daemon CPU/call",
+            peer=f"boto3 sync {peer_us:,.0f} us",
+            s3rpc=f"{value:,.0f} us",
+            value=round(value, 1),
+            spread=(round(lo, 1), round(hi, 1)),
+            shown=f"{value:,.0f} us ({lo:,.0f}-{hi:,.0f}) = {value / peer_us:.2f}x boto3's",
+            goal="<= 60 us",
+            met=value <= 60,
+        )
+    )
+
+
+async def rpc_figure(env: Env) -> None:
+    """s3.ListBuckets over 64 pipelined connections vs the bare echo server, same generator."""
+    p = env.profile
+    figure = "s3.ListBuckets"
+    print(f"{figure} vs echo ...", flush=True)
+    flags, body = raw_call(env.daemon_port, env.codec, "s3.ListBuckets", {})
+    if flags & 0x40:
+        raise RuntimeError(f"s3.ListBuckets failed: {body[:300]!r}")
+    frames = frames_file(env.tmp / "listbuckets.frames", env.codec, [("s3.ListBuckets", {})])
+    with echo_process(body, timeout=20) as (echo, echo_port):
+        env.meter.pids["echo"] = echo.pid
+        try:
+            ours, theirs, ratios, lg = [], [], [], []
+            for rep in range(-1, p.reps):
+                seconds = p.warmup_seconds if rep < 0 else p.rpc_seconds
+                mine = await measure_rpc(
+                    env, figure, "s3rpc", rep, env.daemon_port, frames,
+                    RPC_CONNECTIONS, RPC_DEPTH, seconds,
+                )  # fmt: skip
+                peer = await measure_rpc(
+                    env, figure, "echo", rep, echo_port, frames, RPC_CONNECTIONS, RPC_DEPTH, seconds
                 )
-                await s3.head_object(Bucket=bucket, Key=key)
+                if rep < 0:
+                    continue
+                progress(mine)
+                progress(peer)
+                ours.append(mine.calls_per_s)
+                theirs.append(peer.calls_per_s)
+                ratios.append(mine.calls_per_s / peer.calls_per_s)
+                lg.append(peer.cpu_ms_per_call["loadgen"] * peer.calls_per_s / 10)
+        finally:
+            del env.meter.pids["echo"]
+    ratio, lo, hi = spread_of(ratios)
+    env.results.lines.append(
+        Line(
+            figure=f"{figure}, {RPC_CONNECTIONS} conns x {RPC_DEPTH} in flight",
+            peer=f"echo {statistics.median(theirs):,.0f} calls/s",
+            s3rpc=f"{statistics.median(ours):,.0f} calls/s",
+            value=round(ratio, 3),
+            spread=(round(lo, 3), round(hi, 3)),
+            shown=f"{ratio:.2f}x ({lo:.2f}-{hi:.2f})",
+            goal=">= 0.70x",
+            met=ratio >= 0.7,
+        )
+    )
+    env.results.notes.append(
+        f"load generator CPU while driving the echo server: {statistics.median(lg):.0f}% "
+        "of one core (median)"
+    )
 
-            async def get(i: int, prefix: str = prefix, keys: int = keys) -> None:
-                response = await s3.get_object(Bucket=bucket, Key=f"{prefix}/{i % keys}")
-                async with response["Body"] as body:
-                    data = await body.read()
-                if len(data) != KIB:
-                    raise AssertionError(f"get_object returned {len(data)} bytes")
 
-            first = len(bench.results.e2e)
-            row = await bench.run("aioboto3 put_object 1 KiB", "-", concurrency, count, put, KIB)
-            if row is not None and row.ops:
-                await bench.run("aioboto3 put+head 1 KiB", "-", concurrency, count, put_head, KIB)
-                await bench.run(
-                    "aioboto3 get_object 1 KiB",
-                    "-",
-                    concurrency,
-                    min(count, max(row.ops, keys)),
-                    get,
-                    KIB,
+# --- 5. memory ----------------------------------------------------------------------------------
+
+
+async def memory_figures(
+    profile: Profile, results: Results, storage: Storage, bucket: str, tmp: Path, logs: Any
+) -> None:
+    """Peak RSS growth of a fresh daemon for one large s3.Write / s3.Read, per codec."""
+    import boto3
+
+    from s3rpc.client import AsyncClient
+
+    size = profile.memory_size
+    large = os.urandom(size)
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=storage.endpoint,
+        region_name=REGION,
+        aws_access_key_id=storage.key,
+        aws_secret_access_key=storage.secret,
+    )
+    s3.put_object(Bucket=bucket, Key="large/source", Body=large)
+    warm = os.urandom(6 * MIB)
+    label = f"{size // MIB} MiB"
+    for codec in ("msgpack", "json"):
+        for op in ("s3.Write", "s3.Read"):
+            port = free_port()
+            config = tmp / f"memory-{codec}-{op}.yaml"
+            config.write_text(daemon_yaml(storage, bucket, port, logs))
+            print(f"{op} {label} {codec} (fresh daemon) ...", flush=True)
+            with daemon_process(config, port, tmp / "memory.log", timeout=30) as daemon:
+                async with await AsyncClient.connect(f"tcp://127.0.0.1:{port}", codec) as c:  # type: ignore[arg-type]
+                    # Warm-up: imports, the S3 client, a multipart write and a read.
+                    await c.call("s3.Write", {"pathname": "warm", "content": warm}, timeout=120)
+                    await c.call("s3.Read", {"pathname": "warm"}, timeout=120)
+                    await asyncio.sleep(0.5)
+                    idle = proc_status_kib(daemon.pid, "VmRSS")
+                    with PeakRss(daemon.pid) as peak:
+                        started = time.perf_counter()
+                        if op == "s3.Write":
+                            result = await c.call(
+                                "s3.Write", {"pathname": f"large/{codec}", "content": large},
+                                timeout=600,
+                            )  # fmt: skip
+                            ok = int(result.get("size", -1)) == size
+                        else:
+                            result = await c.call(
+                                "s3.Read", {"pathname": "large/source"}, timeout=600
+                            )
+                            ok = result.get("content") == large
+                        seconds = time.perf_counter() - started
+                    del result
+            growth = (peak.peak_kib - idle) * KIB / size
+            goal = MEMORY_GOAL[codec]
+            results.memory.append(
+                {
+                    "operation": op,
+                    "codec": codec,
+                    "size": size,
+                    "seconds": round(seconds, 2),
+                    "idle_kib": idle,
+                    "peak_kib": peak.peak_kib,
+                    "growth_over_object": round(growth, 3),
+                    "hwm_reset": peak.hwm_reset,
+                    "correct": ok,
+                }
+            )
+            if not ok:
+                results.failures.append(f"{op} {label} {codec}: wrong size or content")
+            results.lines.append(
+                Line(
+                    figure=f"peak RSS growth, one {label} {op} ({codec})",
+                    peer="-",
+                    s3rpc=f"{idle / KIB:.0f} -> {peak.peak_kib / KIB:.0f} MiB",
+                    value=round(growth, 3),
+                    spread=None,
+                    shown=f"{growth:.2f}x object",
+                    goal=f"<= {goal:g}x",
+                    met=growth <= goal,
                 )
-            for r in bench.results.e2e[first:]:
-                r.note = (r.note + "; " if r.note else "") + "baseline: no daemon"
+            )
+
+
+# --- 6. running it ------------------------------------------------------------------------------
+
+
+def daemon_yaml(storage: Storage, bucket: str, port: int, logs: Any) -> str:
+    return daemon_config_yaml(
+        storage.endpoint,
+        bucket,
+        port,
+        key=storage.key,
+        secret=storage.secret,
+        logical=LOGICAL_BUCKET,
+        # Room for one JSON s3.Write of the memory figure (base64: 4/3 of the object).
+        rpc={"max_frame_size": 512 * MIB},
+        logs=logs,
+    )
 
 
 def run_async(main: Awaitable[None]) -> None:
-    """Run the load generator on uvloop, like the daemon, when it is installed."""
+    """Run on uvloop, like the daemon, when it is installed."""
     try:
         import uvloop
     except ImportError:
@@ -769,81 +976,59 @@ def run_async(main: Awaitable[None]) -> None:
         runner.run(main)  # type: ignore[arg-type]
 
 
-def create_bucket(endpoint: str) -> str:
-    import boto3
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
 
-    name = f"bench-{uuid.uuid4().hex[:12]}"
-    boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name=REGION,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-    ).create_bucket(Bucket=name)
-    return name
-
-
-def storage_available() -> str | None:
-    try:
-        from s3rpc.storage import BucketManager, build_methods  # noqa: F401
-    except ImportError as exc:
-        return f"the storage layer is not importable yet ({exc})"
-    return None
+    found = {}
+    for name in ("aioboto3", "aiobotocore", "boto3", "botocore", "uvloop"):
+        with contextlib.suppress(PackageNotFoundError):
+            found[name] = version(name)
+    package = S3RVER_CACHE / "node_modules" / "s3rver" / "package.json"
+    with contextlib.suppress(OSError, ValueError):
+        found["s3rver"] = json.loads(package.read_text())["version"]
+    return found
 
 
-def run_e2e(profile: Profile, results: Results) -> None:
-    missing = storage_available()
-    if missing:
-        results.failures.append(f"end-to-end skipped: {missing}")
-        return
-    deadline = time.monotonic() + profile.e2e_seconds
+def run_figures(args: argparse.Namespace, profile: Profile, results: Results) -> None:
+    logs: Any = {} if args.log_level is None else {"level": args.log_level}
+    results.daemon_logs = (
+        "defaults (per-call lines, stdout to a file)" if args.log_level is None else args.log_level
+    )
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="s3rpc-bench-")))
-        moto, endpoint = stack.enter_context(
-            moto_process(timeout=20, max_seconds=profile.watchdog_seconds + 30)
-        )
-        bucket = create_bucket(endpoint)
-        port = free_port()
-        config = tmp / "bench.rr.yaml"
-        config.write_text(daemon_config_yaml(endpoint, bucket, port))
-        daemon = stack.enter_context(daemon_process(config, port, tmp / "daemon.log", timeout=20))
-        bench = Bench(
-            profile, results, CpuMeter({"daemon": daemon.pid, "moto": moto.pid}), deadline
-        )
-        run_async(e2e_daemon(bench, f"tcp://127.0.0.1:{port}", daemon.pid))
-        run_async(e2e_baseline(bench, endpoint, bucket))
-        if daemon.poll() is not None:
-            results.failures.append(
-                f"the daemon exited during the run (status {daemon.returncode})"
-            )
-        log_text = (tmp / "daemon.log").read_text(errors="replace").strip()
-        if log_text:
-            results.notes.append(
-                f"daemon log (warnings and errors): {log_text.splitlines()[-1][:300]}"
-            )
+        storage = stack.enter_context(storage_server(args.backend, tmp, timeout=60))
+        results.backend = storage.name
+        results.versions = versions()
+        if storage.name != "s3rver":
+            results.versions.pop("s3rver", None)
+        loadgen_cmd, results.loadgen = build_loadgen(tmp)
+        bucket = create_bucket(storage.endpoint, storage.key, storage.secret, prefix="bench")
+        print(f"backend {storage.name} at {storage.endpoint}; load generator {results.loadgen}")
+        if not args.memory_only:
+            port = free_port()
+            config = tmp / "daemon.yaml"
+            config.write_text(daemon_yaml(storage, bucket, port, logs))
+            with daemon_process(config, port, tmp / "daemon.log", timeout=30) as daemon:
+                env = Env(
+                    profile=profile,
+                    results=results,
+                    codec=CODECS[args.codec],
+                    tmp=tmp,
+                    storage=storage,
+                    bucket=bucket,
+                    daemon_pid=daemon.pid,
+                    daemon_port=port,
+                    loadgen_cmd=loadgen_cmd,
+                    meter=Meter({"daemon": daemon.pid, "backend": storage.pid}),
+                )
+                run_async(s3_figures(env))
+                run_async(rpc_figure(env))
+                if daemon.poll() is not None:
+                    results.failures.append(f"the daemon exited ({daemon.returncode})")
+        run_async(memory_figures(profile, results, storage, bucket, tmp, logs))
 
 
-# --- 3. output ----------------------------------------------------------------------------
-
-
-def table(headers: list[str], rows: list[list[str]], right: set[int]) -> str:
-    widths = [
-        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
-    ]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            c.rjust(w) if i in right else c.ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
-
-
-def fmt(value: float | None, digits: int = 1) -> str:
-    if value is None:
-        return "-"
-    return f"{value:,.{digits}f}"
+# --- 7. output ----------------------------------------------------------------------------------
 
 
 def render(results: Results) -> str:
@@ -851,142 +1036,48 @@ def render(results: Results) -> str:
         f"s3rpc benchmarks: profile {results.profile}, {results.started}",
         f"Python {results.python} on {results.platform}, {results.cpu_cores} CPU cores, "
         f"load average at start {' '.join(map(str, results.load_average))}",
+        f"backend: {results.backend or '-'}; load generator: {results.loadgen or '-'}; "
+        f"codec: {results.codec}; daemon logs: {results.daemon_logs}",
+        "versions: " + ", ".join(f"{k} {v}" for k, v in results.versions.items()),
+        "each figure: median over the repetitions (min-max), sides alternated within each one;",
+        "CPU/op = CPU time per call of the daemon (s3rpc) or of the process running the peer.",
         "",
-        "NOTE: moto (S3 emulated in Python, in its own process) is the bottleneck for every",
-        "      S3 operation (s3.Exists/Write/Read): those rows measure moto at least as much as",
-        "      s3rpc; compare them with the aioboto3 rows (same requests without the daemon).",
-        "NOTE: moto, the daemon and this load generator are 3 processes sharing "
-        f"{results.cpu_cores} cores;",
-        "      the cpu columns give each one's CPU time over the wall time (100 = one full core).",
-        "      MB = 10^6 bytes of object content (codec rows: wire MB = whole frames).",
-        "",
-        "1. Codec, in-process (sans-IO: FrameDecoder + parse + validate params / encode + frame)",
     ]
-    rows = [
-        [
-            r.case,
-            r.codec,
-            f"{r.frame_bytes:,}",
-            f"{r.frames:,}",
-            f"{r.seconds:.2f}",
-            fmt(r.frames_per_s, 0),
-            fmt(r.wire_mb_per_s),
-            fmt(r.content_mb_per_s),
-        ]
-        for r in results.codec
-    ]
-    out.append(
-        table(
+    if results.lines:
+        rows = [
             [
-                "case",
-                "codec",
-                "frame B",
-                "frames",
-                "seconds",
-                "frames/s",
-                "wire MB/s",
-                "content MB/s",
-            ],
-            rows,
-            {2, 3, 4, 5, 6, 7},
-        )
-    )
-    out += [
-        "",
-        "2. End to end (ClientPool -> daemon over TCP 127.0.0.1 -> moto; pool size = concurrency)",
-    ]
-    rows = [
-        [
-            r.workload,
-            r.codec,
-            str(r.concurrency),
-            f"{r.ops:,}",
-            f"{r.seconds:.2f}",
-            fmt(r.ops_per_s),
-            fmt(r.mb_per_s),
-            fmt(r.p50_ms, 2),
-            fmt(r.p99_ms, 2),
-            fmt(r.cpu_percent.get("daemon"), 0),
-            fmt(r.cpu_percent.get("moto"), 0),
-            fmt(r.cpu_percent.get("client"), 0),
-            (f"{r.errors} ERRORS " if r.errors else "") + r.note,
+                ln.figure,
+                ln.peer,
+                ln.s3rpc,
+                ln.shown,
+                ln.goal,
+                "-" if ln.met is None else "met" if ln.met else "NOT MET",
+            ]
+            for ln in results.lines
         ]
-        for r in results.e2e
-    ]
-    if rows:
+        out.append(table(["figure", "peer", "s3rpc", "result", "goal", ""], rows, {1, 2}))
+    else:
+        out.append("(no figure measured)")
+    if results.codec_rows:
+        out += ["", "codec, in-process (sans-IO: FrameDecoder + parse + params / encode + frame)"]
+        rows = [
+            [
+                r.case,
+                r.codec,
+                f"{r.frame_bytes:,}",
+                fmt(r.frames_per_s, 0),
+                fmt(r.wire_mb_per_s),
+                fmt(r.content_mb_per_s),
+            ]
+            for r in results.codec_rows
+        ]
         out.append(
             table(
-                [
-                    "workload",
-                    "codec",
-                    "conc",
-                    "ops",
-                    "seconds",
-                    "ops/s",
-                    "MB/s",
-                    "p50 ms",
-                    "p99 ms",
-                    "daemon%",
-                    "moto%",
-                    "client%",
-                    "note",
-                ],
+                ["case", "codec", "frame B", "frames/s", "wire MB/s", "content MB/s"],
                 rows,
-                set(range(2, 12)),
+                {2, 3, 4, 5},
             )
         )
-    else:
-        out.append("  (not run)")
-    mem = results.memory
-    out += ["", "3. Daemon memory (from /proc/<pid>/status)"]
-    if mem.rss_after_start_kib:
-        out.append(
-            f"  RSS after start (warmed up):        {mem.rss_after_start_kib / KIB:8.1f} MiB"
-        )
-        if mem.rss_after_small_kib:
-            out.append(
-                f"  RSS after the 1 KiB workloads:      {mem.rss_after_small_kib / KIB:8.1f} MiB"
-            )
-        if mem.peak:
-            if not mem.hwm_reset_supported:
-                out.append("  (VmHWM could not be reset: each peak is the peak of the run so far)")
-            out.append(
-                "  growth = (peak - RSS after the 1 KiB workloads) / object size; "
-                "peak/object = peak / object size"
-            )
-        rows = []
-        for name, peak in mem.peak.items():
-            target = MEMORY_GROWTH_TARGET[str(peak["codec"])]
-            growth = float(peak["growth_over_object"])
-            rows.append(
-                [
-                    name,
-                    f"{peak['rss_before_kib'] / KIB:.1f}",
-                    f"{peak['peak_kib'] / KIB:.1f}",
-                    f"{growth:.2f}",
-                    f"{peak['peak_over_object']:.2f}",
-                    f"<= {target:g}",
-                    "ok" if growth <= target else "OVER TARGET",
-                ]
-            )
-        if rows:
-            out.append(
-                table(
-                    [
-                        "operation (one in flight)",
-                        "RSS before MiB",
-                        "peak MiB",
-                        "growth/object",
-                        "peak/object",
-                        "target growth",
-                        "",
-                    ],
-                    rows,
-                    {1, 2, 3, 4, 5},
-                )
-            )
-    else:
-        out.append("  (not measured)")
     for note in results.notes:
         out.append(f"note: {note}")
     for failure in results.failures:
@@ -1006,13 +1097,10 @@ def report(results: Results, started: float, json_path: str | None) -> None:
 def start_watchdog(
     results: Results, profile: Profile, started: float, json_path: str | None
 ) -> threading.Timer:
-    """A thread (the event loop would swallow an exception raised by a signal handler) that
-    kills the children, prints what was measured so far and exits with status 1."""
+    """A thread that kills the children, prints what was measured so far and exits 1."""
 
     def fire() -> None:
-        for proc in CHILDREN:
-            with contextlib.suppress(Exception):
-                proc.kill()
+        kill_children()
         with contextlib.suppress(Exception):
             results.failures.append(
                 f"watchdog: the run exceeded {profile.watchdog_seconds:.0f} s and was stopped"
@@ -1027,35 +1115,50 @@ def start_watchdog(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="s3rpc codec and end-to-end benchmarks")
-    parser.add_argument("--quick", action="store_true", help="short smoke run (< 40 s)")
+    parser = argparse.ArgumentParser(description="s3rpc benchmarks: issue 9's figures vs peers")
+    parser.add_argument("--quick", action="store_true", help="CI smoke run (< 60 s)")
     parser.add_argument("--json", metavar="PATH", help="also save the results as JSON")
-    parser.add_argument("--codec-only", action="store_true", help="skip the end-to-end part")
+    parser.add_argument("--backend", choices=["auto", "s3rver", "moto"], default="auto")
+    parser.add_argument("--codec", choices=list(CODECS), default="json", help="of the S3 calls")
+    parser.add_argument("--reps", type=int, default=None, help="repetitions (default 5; quick 2)")
+    parser.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default=None,
+        help="the daemon's logs.level (default: the daemon's default)",
+    )
+    parser.add_argument("--no-codec", action="store_true", help="skip the codec micro-benchmarks")
+    parser.add_argument("--memory-only", action="store_true", help="only the peak-RSS figures")
     args = parser.parse_args(argv)
     profile = QUICK if args.quick else FULL
+    if args.reps is not None:
+        if args.reps < 1:
+            parser.error("--reps must be at least 1")
+        profile = Profile(**{**asdict(profile), "reps": args.reps})
     started = time.monotonic()
     results = Results(
-        profile=profile.name,
+        profile=f"{profile.name}, {profile.reps} repetitions",
         started=dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         python=platform.python_version(),
         platform=platform.platform(),
         cpu_cores=os.cpu_count() or 0,
         load_average=[round(x, 2) for x in os.getloadavg()],
+        codec=args.codec,
     )
     watchdog = start_watchdog(results, profile, started, args.json)
     try:
-        print(f"codec benchmarks ({profile.name}) ...", flush=True)
-        run_codec(profile, results)
-        if not args.codec_only:
-            print("end-to-end benchmarks ...", flush=True)
-            run_e2e(profile, results)
+        if not args.no_codec and not args.memory_only:
+            print(f"codec micro-benchmarks ({profile.name}) ...", flush=True)
+            run_codec(profile, results)
+        run_figures(args, profile, results)
     except Exception as exc:
         results.failures.append(f"{type(exc).__name__}: {exc}")
     finally:
         watchdog.cancel()
     report(results, started, args.json)
-    return 1 if results.failures or any(r.errors for r in results.e2e) else 0
+    return 1 if results.failures else 0
 
 
 if __name__ == "__main__":
+    os.chdir(ROOT)
     sys.exit(main())
