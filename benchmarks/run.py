@@ -336,10 +336,12 @@ def run_codec(profile: Profile, results: Results) -> None:
 # --- 2. load generator, echo server -------------------------------------------------------------
 
 
-def build_loadgen(tmp: Path) -> tuple[list[str], str]:
+def build_loadgen(tmp: Path, choice: str = "auto") -> tuple[list[str], str]:
     """The C load generator compiled into ``tmp`` (``cc -O2``), else the Python one."""
     cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is not None:
+    if cc is None and choice == "c":
+        raise RuntimeError("--loadgen c: no C compiler (cc or gcc) found")
+    if cc is not None and choice != "python":
         binary = tmp / "loadgen"
         built = subprocess.run(
             [cc, "-O2", "-o", str(binary), str(HERE / "loadgen.c")],
@@ -353,7 +355,7 @@ def build_loadgen(tmp: Path) -> tuple[list[str], str]:
     procs = max(1, min(4, os.cpu_count() or 1))
     return (
         [sys.executable, str(HERE / "pyloadgen.py"), "--procs", str(procs)],
-        f"benchmarks/pyloadgen.py ({procs} processes; no C compiler)",
+        f"benchmarks/pyloadgen.py ({procs} processes)",
     )
 
 
@@ -874,8 +876,6 @@ async def memory_figures(
     """Peak RSS growth of a fresh daemon for one large s3.Write / s3.Read, per codec."""
     import boto3
 
-    from s3rpc.client import AsyncClient
-
     size = profile.memory_size
     large = os.urandom(size)
     s3 = boto3.client(
@@ -894,28 +894,22 @@ async def memory_figures(
             config = tmp / f"memory-{codec}-{op}.yaml"
             config.write_text(daemon_yaml(storage, bucket, port, logs))
             print(f"{op} {label} {codec} (fresh daemon) ...", flush=True)
-            with daemon_process(config, port, tmp / "memory.log", timeout=30) as daemon:
-                async with await AsyncClient.connect(f"tcp://127.0.0.1:{port}", codec) as c:  # type: ignore[arg-type]
-                    # Warm-up: imports, the S3 client, a multipart write and a read.
-                    await c.call("s3.Write", {"pathname": "warm", "content": warm}, timeout=120)
-                    await c.call("s3.Read", {"pathname": "warm"}, timeout=120)
-                    await asyncio.sleep(0.5)
-                    idle = proc_status_kib(daemon.pid, "VmRSS")
-                    with PeakRss(daemon.pid) as peak:
-                        started = time.perf_counter()
-                        if op == "s3.Write":
-                            result = await c.call(
-                                "s3.Write", {"pathname": f"large/{codec}", "content": large},
-                                timeout=600,
-                            )  # fmt: skip
-                            ok = int(result.get("size", -1)) == size
-                        else:
-                            result = await c.call(
-                                "s3.Read", {"pathname": "large/source"}, timeout=600
-                            )
-                            ok = result.get("content") == large
-                        seconds = time.perf_counter() - started
-                    del result
+            log = tmp / f"memory-{codec}-{op}.log"
+            try:
+                with daemon_process(config, port, log, timeout=30) as daemon:
+                    idle, peak, seconds, ok = await memory_step(
+                        f"tcp://127.0.0.1:{port}", daemon.pid, codec, op, large, warm
+                    )
+            except Exception as exc:
+                tail = (
+                    log.read_text(errors="replace").strip().splitlines()[-3:]
+                    if log.exists()
+                    else []
+                )
+                results.failures.append(
+                    f"{op} {label} {codec}: {type(exc).__name__}: {exc}; daemon log: {tail}"
+                )
+                continue
             growth = (peak.peak_kib - idle) * KIB / size
             goal = MEMORY_GOAL[codec]
             results.memory.append(
@@ -945,6 +939,31 @@ async def memory_figures(
                     met=growth <= goal,
                 )
             )
+
+
+async def memory_step(
+    address: str, pid: int, codec: str, op: str, large: bytes, warm: bytes
+) -> tuple[int, PeakRss, float, bool]:
+    """Warm a fresh daemon up, then one large call: (idle RSS KiB, peak, seconds, correct)."""
+    from s3rpc.client import AsyncClient
+
+    async with await AsyncClient.connect(address, codec) as c:  # type: ignore[arg-type]
+        # Warm-up: imports, the S3 client, a multipart write and a read.
+        await c.call("s3.Write", {"pathname": "warm", "content": warm}, timeout=120)
+        await c.call("s3.Read", {"pathname": "warm"}, timeout=120)
+        await asyncio.sleep(0.5)
+        idle = proc_status_kib(pid, "VmRSS")
+        with PeakRss(pid) as peak:
+            started = time.perf_counter()
+            if op == "s3.Write":
+                params = {"pathname": f"large/{codec}", "content": large}
+                result = await c.call(op, params, timeout=600)
+                ok = int(result.get("size", -1)) == len(large)
+            else:
+                result = await c.call(op, {"pathname": "large/source"}, timeout=600)
+                ok = result.get("content") == large
+            seconds = time.perf_counter() - started
+    return idle, peak, seconds, ok
 
 
 # --- 6. running it ------------------------------------------------------------------------------
@@ -1001,7 +1020,7 @@ def run_figures(args: argparse.Namespace, profile: Profile, results: Results) ->
         results.versions = versions()
         if storage.name != "s3rver":
             results.versions.pop("s3rver", None)
-        loadgen_cmd, results.loadgen = build_loadgen(tmp)
+        loadgen_cmd, results.loadgen = build_loadgen(tmp, args.loadgen)
         bucket = create_bucket(storage.endpoint, storage.key, storage.secret, prefix="bench")
         print(f"backend {storage.name} at {storage.endpoint}; load generator {results.loadgen}")
         if not args.memory_only:
@@ -1126,6 +1145,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=["debug", "info", "warning", "error"],
         default=None,
         help="the daemon's logs.level (default: the daemon's default)",
+    )
+    parser.add_argument(
+        "--loadgen",
+        choices=["auto", "c", "python"],
+        default="auto",
+        help="auto: loadgen.c when a C compiler exists, else pyloadgen.py",
     )
     parser.add_argument("--no-codec", action="store_true", help="skip the codec micro-benchmarks")
     parser.add_argument("--memory-only", action="store_true", help="only the peak-RSS figures")
