@@ -21,7 +21,7 @@ ALLOWED: dict[str, set[str]] = {
     "storage": {"errors", "config", "budget", "contract"},
     "client": {"goridge", "config", "storage"},  # storage.models only: the contract
     "app": {"server", "storage", "config", "errors", "logs"},
-    "workers": {"app", "server", "storage", "config", "errors"},
+    "workers": {"app", "server", "storage", "config", "errors", "logs"},
     "dev": {"app", "config", "logs"},
     "cli": {"app", "config", "errors", "logs", "dev", "client", "workers"},
     "__main__": {"cli"},

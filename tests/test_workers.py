@@ -488,3 +488,20 @@ async def test_workers_below_one_is_a_usage_error(tmp_path: Path) -> None:
     _out, err = await asyncio.wait_for(proc.communicate(), WAIT)
     assert proc.returncode == 2
     assert b"--workers" in err
+
+
+async def test_workers_exit_when_the_supervisor_is_killed(spawn: Spawn) -> None:
+    daemon = await spawn(workers=2)
+    pids = daemon.worker_pids
+    daemon.proc.kill()
+    await daemon.proc.wait()
+    async with asyncio.timeout(WAIT):
+        while any(Path(f"/proc/{pid}").exists() and not _zombie(pid) for pid in pids):
+            await asyncio.sleep(0.05)
+    assert len(daemon.events("supervisor_gone")) == 2
+
+
+def _zombie(pid: int) -> bool:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    return True

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import itertools
 import os
 import selectors
@@ -41,7 +42,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO, cast
 
 import msgpack
 import structlog
@@ -49,6 +50,7 @@ import structlog
 from s3rpc.app import App, serve
 from s3rpc.config import Config, ListenAddress
 from s3rpc.errors import ErrorCode, S3RpcError
+from s3rpc.logs import configure_logging
 from s3rpc.server import notify
 from s3rpc.storage import Bucket, BucketManager
 
@@ -117,6 +119,8 @@ class Supervisor:
         self.selector = selectors.DefaultSelector()
         self.signals: list[int] = []
         self.stopping = False
+        #: Set once every worker of the first start listens; before, a failed worker is fatal.
+        self.serving = False
         self.exit_codes: list[int] = []
         self.restart_at: dict[int, float] = {}
         self.early_deaths: dict[int, int] = {}
@@ -154,6 +158,7 @@ class Supervisor:
                     pids=sorted(self.workers),
                 )
                 notify("READY=1")
+                self.serving = True
                 self._serve()
             notify("STOPPING=1")
             return self._drain()
@@ -291,6 +296,8 @@ class Supervisor:
                 other.control.close()
             os.environ.pop("NOTIFY_SOCKET", None)
             structlog.contextvars.bind_contextvars(worker=slot)
+            logs = self.config.logs
+            configure_logging(logs.level, logs.format, stream=cast(TextIO, _WholeLines(sys.stdout)))
             assert self.sock is not None
             link = _WorkerLink(self.sock, control, dict(self.registered))
             code = serve(_worker_config(self.config, slot), worker=link)
@@ -330,7 +337,7 @@ class Supervisor:
         if self.stopping:
             log.info("worker_exited", worker=worker.slot, pid=worker.pid, exit_code=code)
             return
-        if not worker.ready:
+        if not self.serving:
             log.error("worker_failed_to_start", worker=worker.slot, pid=worker.pid, exit_code=code)
             return
         lived = time.monotonic() - worker.started
@@ -499,6 +506,39 @@ class Supervisor:
                     "result": change.result,
                 },
             )
+
+
+class _WholeLines(io.TextIOBase):
+    """A worker's stdout, shared with the other workers (a pipe, journald's socket): text is
+    written in pieces of whole lines of at most PIPE_BUF bytes, one write(2) each, so lines of
+    two workers never interleave (a single line longer than that is written alone)."""
+
+    def __init__(self, stream: io.TextIOBase | Any) -> None:
+        self._stream = stream
+        self._fd: int = stream.fileno()
+
+    def isatty(self) -> bool:
+        return bool(self._stream.isatty())
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        data = text.encode("utf-8", "surrogateescape")
+        while data:
+            cut = len(data)
+            if cut > _PIPE_BUF:
+                cut = data.rfind(b"\n", 0, _PIPE_BUF) + 1 or data.find(b"\n", _PIPE_BUF) + 1 or cut
+            piece, data = memoryview(data[:cut]), data[cut:]
+            while piece:
+                piece = piece[os.write(self._fd, piece) :]
+        return len(text)
+
+
+_PIPE_BUF = 4096
 
 
 def _worker_config(config: Config, slot: int) -> Config:
