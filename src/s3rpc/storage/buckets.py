@@ -39,6 +39,7 @@ from s3rpc.config import (
     resolve_bucket,
 )
 from s3rpc.errors import ErrorCode, S3RpcError
+from s3rpc.storage.endpoint_cache import cache_endpoints
 from s3rpc.storage.pathnames import join_key, validate_pathname
 from s3rpc.storage.policy import check_register_policy
 from s3rpc.storage.translate import client_error_parts, s3_errors
@@ -520,6 +521,8 @@ class BucketManager:
         # longer used; the manager's stack closes whatever is left (aclose twice is a no-op).
         own = AsyncExitStack()
         client: S3Client = await own.enter_async_context(context)
+        # Endpoints resolved once per bucket and operation, not once per object key.
+        cache_endpoints(client)
         self._stack.push_async_callback(own.aclose)
         self._client_stacks[ident] = own
         self._clients[ident] = client
