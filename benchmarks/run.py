@@ -3,7 +3,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/run.py                    # full run: 5 repetitions, ~4-5 min
+    .venv/bin/python benchmarks/run.py                    # full run: 5 repetitions, ~4 min
     .venv/bin/python benchmarks/run.py --quick            # CI smoke, under 60 s
     .venv/bin/python benchmarks/run.py --json out.json    # also save every number as JSON
 
