@@ -66,7 +66,7 @@ async def test_every_call_is_logged_by_default(serve: Any) -> None:
         (2, "PERMISSION_DENIED"),
         (3, "UNKNOWN_METHOD"),
     ]
-    assert "error" not in lines[0]
+    assert "error_message" not in lines[0]
 
 
 async def test_errors_mode_logs_only_failed_calls_with_their_s3_details(serve: Any) -> None:
@@ -75,10 +75,10 @@ async def test_errors_mode_logs_only_failed_calls_with_their_s3_details(serve: A
     denied, unknown = lines
     assert denied["method"] == "test.Denied"
     assert denied["outcome"] == "PERMISSION_DENIED"
-    assert denied["error"] == "read 'a.txt': access denied by S3"
+    assert denied["error_message"] == "read 'a.txt': access denied by S3"
     assert denied["details"] == "AccessDenied, HTTP 403"
     assert unknown["outcome"] == "UNKNOWN_METHOD"
-    assert "test.Nope" in unknown["error"]
+    assert "test.Nope" in unknown["error_message"]
 
 
 async def test_off_mode_logs_no_call_lines(serve: Any) -> None:

@@ -421,7 +421,7 @@ class Connection:
                 duration_ms=round(seconds * 1000, 3),
                 bytes_in=size_in,
                 bytes_out=size_out,
-                error=error.message if error is not None else outcome,
+                error_message=error.message if error is not None else outcome,
                 details=error.details if error is not None else None,
             )
         if self.state.metrics is not None:
