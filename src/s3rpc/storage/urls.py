@@ -22,6 +22,7 @@ from s3rpc.storage.models import (
     UploadUrlResult,
     UrlResult,
 )
+from s3rpc.storage.presign import presigner
 from s3rpc.storage.registry import method
 from s3rpc.storage.translate import s3_errors
 
@@ -87,13 +88,23 @@ async def get_public_url(
     _check_expires_in(expires_in, permanent=True)
     what = f"presign a URL for {named(params.pathname, bucket)}"
     with s3_errors(what, physical_bucket=bucket.physical):
-        # Signed by a client configured for public_endpoint, so the signature covers that host.
-        url = await bucket.presign_client.generate_presigned_url(
+        # Signed for the client configured for public_endpoint, so the signature covers that
+        # host; botocore's output byte for byte, in microseconds (storage/presign.py).
+        url = await presigner(bucket.presign_client).url(
             "get_object",
-            Params={"Bucket": bucket.physical, "Key": key, **overrides},
-            ExpiresIn=expires_in,
+            "GET",
+            {"Bucket": bucket.physical, "Key": key, **overrides},
+            expires_in,
+            query=[(param, _QUERY_NAMES[param], value) for param, value in overrides.items()],
         )
     return {"url": url, "expires_at": int(time.time()) + expires_in}
+
+
+#: GetObject's response overrides and the query parameters S3 reads them from.
+_QUERY_NAMES = {
+    "ResponseContentType": "response-content-type",
+    "ResponseContentDisposition": "response-content-disposition",
+}
 
 
 def _check_expires_in(expires_in: int, *, permanent: bool) -> None:
@@ -123,13 +134,15 @@ async def get_upload_url(
     content_type, acl = _upload_terms(bucket, params)
     signed: dict[str, str] = {"Bucket": bucket.physical, "Key": key, "ContentType": content_type}
     headers = {"Content-Type": content_type}
+    signed_headers = [("ContentType", "content-type", content_type)]
     if acl is not None:
         signed["ACL"] = acl
         headers["x-amz-acl"] = acl
+        signed_headers.append(("ACL", "x-amz-acl", acl))
     what = f"presign an upload URL for {named(params.pathname, bucket)}"
     with s3_errors(what, physical_bucket=bucket.physical):
-        url = await bucket.presign_client.generate_presigned_url(
-            "put_object", Params=signed, ExpiresIn=params.expires_in, HttpMethod="PUT"
+        url = await presigner(bucket.presign_client).url(
+            "put_object", "PUT", signed, params.expires_in, headers=signed_headers
         )
     return {
         "url": url,
