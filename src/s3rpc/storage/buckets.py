@@ -42,6 +42,7 @@ from s3rpc.errors import ErrorCode, S3RpcError
 from s3rpc.storage.endpoint_cache import cache_endpoints
 from s3rpc.storage.pathnames import join_key, validate_pathname
 from s3rpc.storage.policy import check_register_policy
+from s3rpc.storage.timestamps import install as install_timestamp_parser
 from s3rpc.storage.translate import client_error_parts, s3_errors
 
 if TYPE_CHECKING:
@@ -523,6 +524,8 @@ class BucketManager:
         client: S3Client = await own.enter_async_context(context)
         # Endpoints resolved once per bucket and operation, not once per object key.
         cache_endpoints(client)
+        # Last-Modified and listings' LastModified without dateutil's general parser.
+        install_timestamp_parser(client)
         self._stack.push_async_callback(own.aclose)
         self._client_stacks[ident] = own
         self._clients[ident] = client
