@@ -44,6 +44,7 @@ from s3rpc.storage.pathnames import join_key, validate_pathname
 from s3rpc.storage.policy import check_register_policy
 from s3rpc.storage.timestamps import install as install_timestamp_parser
 from s3rpc.storage.translate import client_error_parts, s3_errors
+from s3rpc.storage.useragent import cache_user_agent
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3.client import S3Client
@@ -526,6 +527,8 @@ class BucketManager:
         cache_endpoints(client)
         # Last-Modified and listings' LastModified without dateutil's general parser.
         install_timestamp_parser(client)
+        # The User-Agent header assembled once, not character by character per request.
+        cache_user_agent(client)
         self._stack.push_async_callback(own.aclose)
         self._client_stacks[ident] = own
         self._clients[ident] = client
