@@ -24,6 +24,7 @@ from typing import Any
 import boto3
 import pytest
 
+from conftest import free_port
 from s3rpc.client import Client
 from s3rpc.config import load_config
 from s3rpc.dev import DEFAULT_BUCKETS, dev_config
@@ -33,12 +34,6 @@ ALL_BYTES = bytes(range(256))
 START_TIMEOUT = 30
 EXIT_TIMEOUT = 15
 CALL_TIMEOUT = 30
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def clean_env() -> dict[str, str]:

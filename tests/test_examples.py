@@ -11,15 +11,14 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+from conftest import free_port, wait_for_port
 from s3rpc.config import Config, load_config
 from s3rpc.errors import ErrorCode
 
@@ -257,25 +256,6 @@ def test_composer_json_requires_goridge_4() -> None:
     assert composer["autoload"]["psr-4"] == {"S3Rpc\\": "src/"}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"s3rpc dev exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.2)
-    pytest.fail(f"s3rpc dev did not listen on port {port} within {timeout} s")
-
-
 @needs_php
 @pytest.mark.skipif(
     not os.environ.get("GORIDGE_SRC"),
@@ -284,7 +264,7 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30
 def test_basic_php_against_dev_daemon(tmp_path: Path) -> None:
     """basic.php (both codecs and the wrapper) against ``s3rpc dev`` on embedded moto."""
     assert PHP is not None
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "dev.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "s3rpc", "dev", "--listen", f"tcp://127.0.0.1:{port}"],
@@ -292,7 +272,7 @@ def test_basic_php_against_dev_daemon(tmp_path: Path) -> None:
         stderr=subprocess.STDOUT,
     )
     try:
-        _wait_for_port(port, proc)
+        wait_for_port(port, proc)
         result = subprocess.run(
             [PHP, str(PHP_DIR / "basic.php")],
             env={**os.environ, "RR_RPC": f"tcp://127.0.0.1:{port}"},

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+
+from conftest import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PHP_DIR = ROOT / "examples" / "php"
@@ -54,25 +54,6 @@ def _why_skip() -> str | None:
 pytestmark = pytest.mark.skipif(_why_skip() is not None, reason=_why_skip() or "")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"s3rpc dev exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.2)
-    pytest.fail(f"s3rpc dev did not listen on port {port} within {timeout} s")
-
-
 def _php_has_msgpack() -> bool:
     assert PHP is not None
     result = subprocess.run(
@@ -92,7 +73,7 @@ def test_flysystem_adapter_test_suite(codec: str, tmp_path: Path) -> None:
     assert PHPUNIT is not None
     if codec == "msgpack" and not _php_has_msgpack():
         pytest.skip("ext-msgpack is not loaded in php (apt-get install php-msgpack)")
-    port = _free_port()
+    port = free_port()
     junit = tmp_path / "junit.xml"
     log = (tmp_path / "dev.log").open("wb")
     proc = subprocess.Popen(
@@ -101,7 +82,7 @@ def test_flysystem_adapter_test_suite(codec: str, tmp_path: Path) -> None:
         stderr=subprocess.STDOUT,
     )
     try:
-        _wait_for_port(port, proc)
+        wait_for_port(port, proc)
         result = subprocess.run(
             [
                 PHPUNIT,

@@ -36,7 +36,6 @@ import os
 import selectors
 import signal
 import socket
-import stat
 import struct
 import sys
 import time
@@ -52,6 +51,7 @@ from s3rpc.config import Config, ListenAddress
 from s3rpc.errors import ErrorCode, S3RpcError
 from s3rpc.logs import configure_logging
 from s3rpc.server import notify
+from s3rpc.server.rpc_server import remove_stale_socket
 from s3rpc.storage import Bucket, BucketManager
 
 log = structlog.get_logger("s3rpc.workers")
@@ -233,7 +233,7 @@ class Supervisor:
     def _bind(self) -> socket.socket:
         address = self.address
         if address.scheme == "unix":
-            _remove_stale_socket(address.path)
+            remove_stale_socket(address.path)
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 sock.bind(address.path)
@@ -551,26 +551,6 @@ def _worker_config(config: Config, slot: int) -> Config:
         return config
     metrics = config.metrics.model_copy(update={"address": f"{host}:{int(port) + slot}"})
     return config.model_copy(update={"metrics": metrics})
-
-
-def _remove_stale_socket(path: str) -> None:
-    """Replace a socket file left by a dead daemon; refuse to touch anything else."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise S3RpcError(ErrorCode.INVALID_CONFIG, f"rpc.listen: {path} exists and is not a socket")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(1)
-        try:
-            probe.connect(path)
-        except OSError:
-            os.unlink(path)  # nobody is listening: stale
-            return
-    raise S3RpcError(
-        ErrorCode.INVALID_CONFIG, f"rpc.listen: another process is listening on {path}"
-    )
 
 
 # --- the worker's side ------------------------------------------------------------------------

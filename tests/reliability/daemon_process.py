@@ -31,6 +31,8 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
+from conftest import free_port
+
 START_TIMEOUT = 30.0
 MIB = 1024 * 1024
 
@@ -265,7 +267,7 @@ class DaemonProcess:
         """Start the process and wait until a connection to its address succeeds."""
         listen = self.config.setdefault("rpc", {}).get("listen", "tcp://127.0.0.1:0")
         if listen == "tcp://127.0.0.1:0":  # a concrete port, so readiness needs no log line
-            listen = f"tcp://127.0.0.1:{_free_port()}"
+            listen = f"tcp://127.0.0.1:{free_port()}"
             self.config["rpc"]["listen"] = listen
         self.address = listen
         path = self.workdir / f"rr-{os.urandom(4).hex()}.yaml"
@@ -375,12 +377,6 @@ class DaemonProcess:
             return "\n".join(self.stdout + self.stderr)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _accepts(address: str) -> bool:
     family, target = _socket_target(address)
     with socket.socket(family, socket.SOCK_STREAM) as probe:
@@ -412,7 +408,7 @@ def running_daemon(config: dict[str, Any], workdir: Path) -> Iterator[DaemonProc
 @pytest.fixture(scope="module")
 def moto_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """moto's S3 server in a process of its own (load tests: keeps its CPU out of the test's)."""
-    port = _free_port()
+    port = free_port()
     log = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],

@@ -349,8 +349,9 @@ class Connection:
             codec, method = resolve(self.table, request)
             ledger.scale = codec.encoding_overhead
             fields = decode_body(codec, request.body)
-            # The payload is decoded: let it go before object bytes are converted.
-            request = dataclasses.replace(request, body=_NO_BODY)
+            if size_in > READ_CHUNK:
+                # A large payload is decoded: let it go before object bytes are converted.
+                request = dataclasses.replace(request, body=_NO_BODY)
             params = await bytes_fields(codec, method, fields)
             del fields
             ledger.settle(size_in)
@@ -406,23 +407,18 @@ class Connection:
         and details (for S3 failures: the S3 error code and HTTP status)."""
         seconds = time.perf_counter() - started
         lines = self.state.call_lines
-        if lines == "all" and error is None:
+        if lines == "all" or (lines == "errors" and (error is not None or outcome != "ok")):
+            failure: dict[str, Any] = {}
+            if error is not None or lines == "errors":
+                failure["error_message"] = error.message if error is not None else outcome
+                failure["details"] = error.details if error is not None else None
             log.info(
                 "call",
                 outcome=outcome,
                 duration_ms=round(seconds * 1000, 3),
                 bytes_in=size_in,
                 bytes_out=size_out,
-            )
-        elif lines != "off" and (error is not None or outcome != "ok"):
-            log.info(
-                "call",
-                outcome=outcome,
-                duration_ms=round(seconds * 1000, 3),
-                bytes_in=size_in,
-                bytes_out=size_out,
-                error_message=error.message if error is not None else outcome,
-                details=error.details if error is not None else None,
+                **failure,
             )
         if self.state.metrics is not None:
             self.state.metrics.call_finished(method, outcome, seconds, size_in, size_out)
@@ -595,7 +591,7 @@ class RpcServer:
                 self._on_connect, sock=sock, backlog=4096, limit=READ_CHUNK
             )
         elif address.scheme == "unix":
-            _remove_stale_socket(address.path)
+            remove_stale_socket(address.path)
             self._server = await asyncio.start_unix_server(
                 self._on_connect, path=address.path, backlog=4096, limit=READ_CHUNK
             )
@@ -739,7 +735,7 @@ def _error_frame(request: Request, error: S3RpcError) -> list[bytes | bytearray 
     return [encode_error(request.flags, request.seq, request.method_raw, error.wire_text())]
 
 
-def _remove_stale_socket(path: str) -> None:
+def remove_stale_socket(path: str) -> None:
     """Replace a socket file left by a dead daemon; refuse to touch anything else."""
     try:
         mode = os.stat(path).st_mode
