@@ -111,6 +111,7 @@ class Connection:
         self.stop = asyncio.Event()
         self.read_task: asyncio.Task[None] | None = None
         self._finishing = False
+        self._decoder: FrameDecoder | None = None
         self._unflushed: list[Ledger] = []
         self._flusher: asyncio.Task[None] | None = None
         self._last_activity = time.monotonic()
@@ -124,7 +125,7 @@ class Connection:
         """Read frames until EOF, a framing violation, a timeout, the peer's loss or drain."""
         self.read_task = asyncio.current_task()
         watcher = asyncio.create_task(self._watch_transport())
-        decoder = FrameDecoder(self.config.max_frame_size)
+        decoder = self._decoder = FrameDecoder(self.config.max_frame_size)
         incoming = Ledger(self.state.budget)
         frame_started: float | None = None
         try:
@@ -162,6 +163,8 @@ class Connection:
                     del frame
                 if decoder.idle:
                     frame_started = None
+                    if self.draining and not self.calls:
+                        break  # drained, and no frame half-received: close
                 size = decoder.frame_length
                 # Reserve a large payload before receiving it, not after: the frame and what
                 # the codec decodes from it exist side by side for a moment.
@@ -519,6 +522,8 @@ class Connection:
             self._finish()
 
     def _finish(self) -> None:
+        if self._decoder is not None and not self._decoder.idle:
+            return  # a frame is half-received: the reader answers it, then closes
         task = self.read_task
         if task is not None and task is not asyncio.current_task() and not task.done():
             self._finishing = True
