@@ -1,6 +1,6 @@
 """Loading: a ``.rr.yaml`` file or parsed mapping, ``${VAR}`` expanded, into validated models.
 
-Only the ``rpc``, ``s3``, ``logs`` and ``metrics`` sections are read; other top-level sections of a
+Only the ``rpc``, ``s3``, ``logs``, ``metrics`` and ``status`` sections are read; other top-level sections of a
 RoadRunner config (``version``, ``http``, ``server``, …) are ignored. ``$VAR``, ``${VAR}`` and
 ``${VAR:-default}`` are expanded in every string before validation. Errors name the dotted key
 (``s3.buckets.uploads.visibility``) and never echo a value, so no secret reaches a message.
@@ -77,9 +77,9 @@ def config_from_mapping(
     if not isinstance(data, Mapping):
         raise ConfigError("the configuration must be a YAML mapping")
     expanded = _expand_tree(
-        {k: data[k] for k in ("rpc", "s3", "logs", "metrics") if k in data}, environ
+        {k: data[k] for k in ("rpc", "s3", "logs", "metrics", "status") if k in data}, environ
     )
-    for section in ("rpc", "s3", "logs", "metrics"):
+    for section in ("rpc", "s3", "logs", "metrics", "status"):
         if section in expanded and expanded[section] is None:
             expanded[section] = {}
     try:

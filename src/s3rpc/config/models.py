@@ -122,6 +122,21 @@ class MetricsConfig(_Model):
         return check_host_port(value)
 
 
+class StatusConfig(_Model):
+    """``status``: health and readiness probes over HTTP (off unless ``address`` is set)."""
+
+    address: str = ""
+    #: ``/ready`` also needs a recent successful HeadBucket of every bucket (cached).
+    check_buckets: bool = False
+    #: What ``/ready`` answers while not ready (RoadRunner's status plugin key).
+    unavailable_status_code: Annotated[int, Field(ge=400, le=599)] = 503
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return check_host_port(value)
+
+
 #: botocore's own rule for a region name; anything else would fail when the client is created.
 _REGION = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?")
 
@@ -347,6 +362,7 @@ class Config(_Model):
     s3: S3Config = S3Config()
     logs: LogsConfig = LogsConfig()
     metrics: MetricsConfig = MetricsConfig()
+    status: StatusConfig = StatusConfig()
 
 
 @dataclass(frozen=True, slots=True)
