@@ -573,6 +573,11 @@ class RegisterBucketResult(TypedDict):
     message: str
 
 
+class PingResult(TypedDict):
+    pong: bool
+    version: str
+
+
 RESULTS: tuple[type[Any], ...] = (
     SuccessResult,
     WriteResult,
@@ -584,6 +589,7 @@ RESULTS: tuple[type[Any], ...] = (
     ListObjectsResult,
     ListBucketsResult,
     RegisterBucketResult,
+    PingResult,
 )
 #: Result fields that carry object bytes, whatever the method (what a client converts).
 RESULT_BYTES_FIELDS: frozenset[str] = frozenset().union(*map(binary_fields, RESULTS))

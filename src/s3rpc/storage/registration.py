@@ -1,5 +1,5 @@
 """Methods on the bucket registry itself: ``s3.ListBuckets``, ``s3.RegisterBucket`` and
-``s3.UnregisterBucket``."""
+``s3.UnregisterBucket``; and ``s3.Ping``, which touches neither buckets nor S3."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from s3rpc import __version__
 from s3rpc.storage.buckets import BucketManager
 
 if TYPE_CHECKING:
@@ -15,12 +16,19 @@ if TYPE_CHECKING:
 from s3rpc.storage.models import (
     ListBucketsResult,
     NoParams,
+    PingResult,
     RegisterBucketParams,
     RegisterBucketResult,
     UnregisterBucketParams,
     UnregisterBucketResult,
 )
 from s3rpc.storage.registry import method
+
+
+@method("s3.Ping", NoParams)
+async def ping(manager: BucketManager, params: NoParams) -> PingResult:
+    """Answers from the daemon itself: a client's liveness check of the RPC path, not of S3."""
+    return {"pong": True, "version": __version__}
 
 
 @method("s3.ListBuckets", NoParams)
