@@ -10,6 +10,7 @@ This module imports nothing from the rest of the package.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 
 
@@ -38,13 +39,23 @@ class S3RpcError(Exception):
     """A failure with a stable code, a human message and optional details.
 
     Messages and details must never contain a secret: they go to clients and logs verbatim.
+    ``log_fields`` go only to the call's log line, never to the client: for an S3 failure its
+    ``s3_code``, ``http_status``, ``s3_operation`` and ``endpoint`` (host[:port], nothing more).
     """
 
-    def __init__(self, code: ErrorCode, message: str, details: str | None = None) -> None:
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        details: str | None = None,
+        *,
+        log_fields: Mapping[str, str | int] | None = None,
+    ) -> None:
         super().__init__(code, message, details)
         self.code = code
         self.message = message
         self.details = details or None
+        self.log_fields: dict[str, str | int] = dict(log_fields) if log_fields else {}
 
     def wire_text(self) -> str:
         if self.details:

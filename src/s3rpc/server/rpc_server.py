@@ -415,6 +415,8 @@ class Connection:
             if error is not None or lines == "errors":
                 failure["error_message"] = error.message if error is not None else outcome
                 failure["details"] = error.details if error is not None else None
+                if error is not None and error.log_fields:
+                    failure.update(error.log_fields)
             log.info(
                 "call",
                 outcome=outcome,

@@ -29,6 +29,7 @@ from s3rpc.contract import Handler, Method
 from s3rpc.errors import ErrorCode, S3RpcError
 from s3rpc.storage.buckets import BucketManager
 from s3rpc.storage.models import BucketParams, CopyParams, Params, binary_fields, parse_params
+from s3rpc.storage.translate import note_endpoint
 
 T = TypeVar("T")
 Operation = Callable[..., Awaitable[Any]]
@@ -129,7 +130,11 @@ def _one_bucket(manager: BucketManager, spec: Declared) -> Handler:
             async with bucket.slot():
                 return await operation(manager, bucket, params)
 
-        return await _within(bucket.operation_timeout, name, run)
+        try:
+            return await _within(bucket.operation_timeout, name, run)
+        except S3RpcError as exc:
+            note_endpoint(exc, bucket.client)  # for the call's log line
+            raise
 
     return handler
 
@@ -152,6 +157,11 @@ def _two_buckets(manager: BucketManager, spec: Declared) -> Handler:
                 return await operation(manager, source, dest, params)
 
         timeout = max(source.operation_timeout, dest.operation_timeout)
-        return await _within(timeout, name, run)
+        try:
+            return await _within(timeout, name, run)
+        except S3RpcError as exc:
+            failed = dest if exc.log_fields.get("s3_bucket") == dest.physical else source
+            note_endpoint(exc, failed.client)
+            raise
 
     return handler

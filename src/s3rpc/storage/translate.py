@@ -13,6 +13,12 @@ status first and S3 error code second::
 Connection, timeout and other botocore failures become S3_OPERATION_FAILED with the exception's
 class name in details. Messages are built from names we chose (method, logical bucket, pathname)
 and S3 error *codes* only: never from exception text, which could carry request data.
+
+What the call's log line needs to explain a failure goes into the error's ``log_fields``:
+``s3_code``, ``http_status``, ``s3_operation``, ``s3_bucket``, ``error_type`` for a failure
+without an S3 answer, and ``endpoint`` — host[:port] only, never user info, path or query.
+The connection errors name their endpoint; for S3's answers the method registry adds the
+bucket's (:func:`note_endpoint`).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from botocore.exceptions import (  # type: ignore[import-untyped, unused-ignore]
@@ -49,8 +56,42 @@ def client_error_parts(exc: ClientError) -> tuple[int, str]:
     return status, str(error.get("Code") or "")
 
 
+def endpoint_host(url: str | None) -> str:
+    """``host[:port]`` of an endpoint URL ("" if none): no scheme, user info, path or query."""
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        return ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{port}" if port else host
+
+
+def note_endpoint(error: S3RpcError, client: Any) -> None:
+    """Add the endpoint of ``client`` to an S3 failure's log fields (when it has none yet)."""
+    if error.log_fields and "endpoint" not in error.log_fields:
+        host = endpoint_host(getattr(getattr(client, "meta", None), "endpoint_url", None))
+        if host:
+            error.log_fields["endpoint"] = host
+
+
 def translate_client_error(exc: ClientError, *, what: str, physical_bucket: str) -> S3RpcError:
     """Map one S3 error response to the S3RpcError a client sees."""
+    error = _translate_client_error(exc, what=what, physical_bucket=physical_bucket)
+    status, code = client_error_parts(exc)
+    error.log_fields.update(s3_code=code or "unknown", s3_bucket=physical_bucket)
+    if status:
+        error.log_fields["http_status"] = status
+    operation = getattr(exc, "operation_name", None)
+    if operation:
+        error.log_fields["s3_operation"] = str(operation)
+    return error
+
+
+def _translate_client_error(exc: ClientError, *, what: str, physical_bucket: str) -> S3RpcError:
     status, code = client_error_parts(exc)
     details = f"{code or 'unknown error'}, HTTP {status}" if status else (code or None)
     if code == "NoSuchBucket":
@@ -91,4 +132,19 @@ def s3_errors(what: str, *, physical_bucket: str) -> Iterator[None]:
             ErrorCode.S3_OPERATION_FAILED,
             f"{what}: could not complete the S3 request",
             type(exc).__name__,
+            log_fields=_transport_fields(exc, physical_bucket),
         ) from exc
+
+
+def _transport_fields(exc: Exception, physical_bucket: str) -> dict[str, str | int]:
+    """Log fields of a failure without an S3 answer: its type and, if it names one, the host."""
+    fields: dict[str, str | int] = {"error_type": type(exc).__name__, "s3_bucket": physical_bucket}
+    # botocore's connection and timeout errors carry the request URL (kept to host[:port]);
+    # aiohttp's connector errors the host and port.
+    kwargs = getattr(exc, "kwargs", None)
+    host = endpoint_host(kwargs.get("endpoint_url")) if isinstance(kwargs, dict) else ""
+    if not host and isinstance(exc, aiohttp.ClientConnectorError):
+        host = f"{exc.host}:{exc.port}" if exc.port else exc.host
+    if host:
+        fields["endpoint"] = host
+    return fields
