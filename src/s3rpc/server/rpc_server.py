@@ -406,8 +406,8 @@ class Connection:
         size_out: int,
         error: S3RpcError | None = None,
     ) -> None:
-        """The call's line per ``logs.calls``; a failed call's carries the error's message
-        and details (for S3 failures: the S3 error code and HTTP status)."""
+        """The call's line per ``logs.calls``; a failed call's carries the error's message,
+        details and log fields (for S3 failures: ``s3_code``, ``http_status``, ``endpoint``)."""
         seconds = time.perf_counter() - started
         lines = self.state.call_lines
         if lines == "all" or (lines == "errors" and (error is not None or outcome != "ok")):
