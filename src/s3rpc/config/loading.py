@@ -1,9 +1,10 @@
 """Loading: a ``.rr.yaml`` file or parsed mapping, ``${VAR}`` expanded, into validated models.
 
-Only the ``rpc``, ``s3``, ``logs``, ``metrics`` and ``status`` sections are read; other top-level sections of a
-RoadRunner config (``version``, ``http``, ``server``, …) are ignored. ``$VAR``, ``${VAR}`` and
-``${VAR:-default}`` are expanded in every string before validation. Errors name the dotted key
-(``s3.buckets.uploads.visibility``) and never echo a value, so no secret reaches a message.
+Only the ``rpc``, ``s3``, ``logs``, ``metrics`` and ``status`` sections are read; other top-level
+sections of a RoadRunner config (``version``, ``http``, ``server``, …) are ignored. ``$VAR``,
+``${VAR}`` and ``${VAR:-default}`` are expanded in every string before validation. Errors name
+the dotted key (``s3.buckets.uploads.visibility``) and never echo a value, so no secret reaches
+a message; a value an empty or unset variable produced names that variable.
 """
 
 from __future__ import annotations
@@ -28,29 +29,46 @@ _VAR = re.compile(
 
 def expand_env(text: str, environ: Mapping[str, str] | None = None) -> str:
     """Expand ``$VAR``, ``${VAR}`` and ``${VAR:-default}`` (the default also replaces "")."""
-    env = os.environ if environ is None else environ
+    return _expand(text, os.environ if environ is None else environ, [])
+
+
+def _expand(text: str, env: Mapping[str, str], empty: list[str]) -> str:
+    """``expand_env``, appending to ``empty`` each ``${VAR}`` that gave "" (for error messages)."""
 
     def sub(match: re.Match[str]) -> str:
         name = match["braced"] or match["bare"]
         value = env.get(name, "")
         if match["default"] is not None and value == "":
-            return match["default"]
+            value = match["default"]
+        if value == "":
+            empty.append(f"${{{name}}}" if match["braced"] else f"${name}")
         return value
 
     return _VAR.sub(sub, text)
 
 
-def _expand_tree(node: Any, environ: Mapping[str, str] | None) -> Any:
+def _expand_tree(node: Any, env: Mapping[str, str], path: str, empty: dict[str, list[str]]) -> Any:
     if isinstance(node, str):
-        return expand_env(node, environ)
+        names: list[str] = []
+        text = _expand(node, env, names)
+        if names:
+            empty[path] = names
+        return text
     if isinstance(node, dict):
-        return {key: _expand_tree(value, environ) for key, value in node.items()}
+        return {
+            key: _expand_tree(value, env, f"{path}.{key}" if path else str(key), empty)
+            for key, value in node.items()
+        }
     if isinstance(node, list):
-        return [_expand_tree(value, environ) for value in node]
+        return [_expand_tree(value, env, f"{path}.{i}", empty) for i, value in enumerate(node)]
     return node
 
 
-def _describe(error: ValidationError, root: str) -> str:
+def _describe(
+    error: ValidationError, root: str, empty: Mapping[str, list[str]] | None = None
+) -> str:
+    """One ``dotted.key: message`` per error; a value that an empty ``${VAR}`` produced says so
+    (the variable's name, never a value)."""
     lines = []
     for item in error.errors(include_input=False, include_url=False):
         loc = [str(part) for part in item["loc"] if not str(part).startswith("function-")]
@@ -66,6 +84,10 @@ def _describe(error: ValidationError, root: str) -> str:
             elif item["type"] == "missing":
                 message = "required key is missing"
         key = ".".join([root, *loc]) if root else ".".join(loc)
+        if empty and key in empty and item["type"] != "missing":
+            names = ", ".join(dict.fromkeys(empty[key]))
+            which = "which is" if "," not in names else "which are"
+            message = f"{message} (from {names}, {which} empty or unset)"
         lines.append(f"{key}: {message}" if key else message)
     return "; ".join(lines)
 
@@ -76,8 +98,12 @@ def config_from_mapping(
     """Validate an already-parsed document (the whole ``.rr.yaml``, or a test's dict)."""
     if not isinstance(data, Mapping):
         raise ConfigError("the configuration must be a YAML mapping")
+    empty: dict[str, list[str]] = {}
     expanded = _expand_tree(
-        {k: data[k] for k in ("rpc", "s3", "logs", "metrics", "status") if k in data}, environ
+        {k: data[k] for k in ("rpc", "s3", "logs", "metrics", "status") if k in data},
+        os.environ if environ is None else environ,
+        "",
+        empty,
     )
     for section in ("rpc", "s3", "logs", "metrics", "status"):
         if section in expanded and expanded[section] is None:
@@ -85,7 +111,7 @@ def config_from_mapping(
     try:
         return Config.model_validate(expanded)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, "")) from None
+        raise ConfigError(_describe(exc, "", empty)) from None
 
 
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:

@@ -1,14 +1,17 @@
 """Configuration models: the frozen, validated sections of ``.rr.yaml`` and their shared checks.
 
-``Config`` holds ``rpc``, ``s3``, ``logs`` and ``metrics``; ``resolve_bucket`` merges a bucket with
-its server into the ``ResolvedBucket`` the storage layer needs. A validator that knows the dotted
-key of its error raises ``_KeyedError``; loading turns it into a ``ConfigError`` naming that key.
+``Config`` holds ``rpc``, ``s3``, ``logs``, ``metrics`` and ``status``; all but ``s3`` also accept
+every key RoadRunner's own plugins define there, so one ``.rr.yaml`` serves both.
+``resolve_bucket`` merges a bucket with its server into the ``ResolvedBucket`` the storage layer
+needs. A validator that knows the dotted key of its error raises ``_KeyedError``; loading turns
+it into a ``ConfigError`` naming that key.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -24,6 +27,7 @@ from pydantic import (
 )
 
 from s3rpc.config.address import ListenAddress, check_host_port, parse_listen
+from s3rpc.config.durations import NonNegativeSeconds, PositiveSeconds
 
 DEFAULT_LISTEN = "tcp://127.0.0.1:6001"
 MIB = 1024 * 1024
@@ -62,11 +66,11 @@ class RpcConfig(_Model):
     max_unsent_bytes: PositiveInt = 8 * MIB
     max_connections: PositiveInt = 10_000
     #: An incomplete frame older than this closes the connection.
-    read_timeout: PositiveFloat = 60.0
+    read_timeout: PositiveSeconds = 60.0
     #: A connection with nothing in flight for this long is closed; 0 keeps it forever.
-    idle_timeout: NonNegativeFloat = 0.0
+    idle_timeout: NonNegativeSeconds = 0.0
     #: A connection whose unsent answers do not move for this long is closed.
-    write_timeout: PositiveFloat = 60.0
+    write_timeout: PositiveSeconds = 60.0
     #: Worker processes serving the one listening socket (s3rpc.workers); 1 = this process.
     workers: Annotated[int, Field(ge=1, le=256)] = 1
 
@@ -101,20 +105,199 @@ class RpcConfig(_Model):
         return parse_listen(self.listen)
 
 
-class LogsConfig(_Model):
-    level: Literal["debug", "info", "warning", "error"] = "info"
-    format: Literal["auto", "json", "console"] = "auto"
-    #: Which calls get a ``call`` line (at info): every call, failed calls only, or none.
-    calls: Literal["all", "errors", "off"] = "all"
+LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["auto", "json", "console"]
+#: RoadRunner's ``logs.mode`` values.
+LogMode = Literal["development", "production", "raw", "off", "none"]
 
-    @field_validator("level", mode="before")
+#: RoadRunner's level names (zap's and slog's) onto ours; ``panic``/``fatal`` lines are errors.
+_LEVELS = {
+    "debug": "debug",
+    "info": "info",
+    "warn": "warning",
+    "warning": "warning",
+    "error": "error",
+    "dpanic": "error",
+    "panic": "error",
+    "fatal": "error",
+}
+#: What a RoadRunner ``logs.mode`` implies when ``encoding``/``format`` and ``level`` are not
+#: given (RoadRunner's own templates); ``raw`` (message only there) is JSON here.
+_MODE_DEFAULTS: dict[str, tuple[str, str]] = {
+    "production": ("json", "info"),
+    "development": ("console", "debug"),
+    "raw": ("json", "info"),
+}
+#: RoadRunner logger keys accepted and not acted on (``logs.channels`` except ``s3``).
+_IGNORED_LOG_KEYS = ("line_ending", "skip_line_ending", "time_format", "file_logger_options")
+
+
+def _outputs(value: Any) -> Any:
+    """RoadRunner writes ``output: stdout`` or ``output: [stdout, /var/log/rr.log]``."""
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list | tuple):
+        if not all(isinstance(item, str) and item.strip() for item in value):
+            raise ValueError("must be stdout, stderr or a file path (or a list of them)")
+        return tuple(
+            item.strip().lower() if item.strip().lower() in ("stdout", "stderr") else item
+            for item in value
+        )
+    return value
+
+
+class FileLoggerOptions(_Model):
+    """RoadRunner's ``logs.file_logger_options`` (lumberjack rotation): accepted, not used."""
+
+    log_output: str = ""
+    max_size: Annotated[int, Field(ge=0)] = 100
+    max_age: Annotated[int, Field(ge=0)] = 24
+    max_backups: Annotated[int, Field(ge=0)] = 10
+    compress: bool = False
+
+
+class LogChannel(_Model):
+    """One entry of RoadRunner's ``logs.channels``: the logger keys for one plugin."""
+
+    mode: LogMode | None = None
+    level: str | None = None
+    format: str | None = None
+    time_format: str | None = None
+    encoding: Literal["json", "console"] | None = None
+    output: tuple[str, ...] = ()
+    err_output: tuple[str, ...] = ()
+    line_ending: str | None = None
+    skip_line_ending: bool | None = None
+    file_logger_options: FileLoggerOptions | None = None
+
+    @field_validator("mode", "encoding", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
-        return value.lower() if isinstance(value, str) else value
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("level")
+    @classmethod
+    def _level(cls, value: str | None) -> str | None:
+        if value is not None and value.strip().lower() not in _LEVELS:
+            raise ValueError(f"must be one of {', '.join(_LEVELS)}")
+        return value
+
+    @field_validator("output", "err_output", mode="before")
+    @classmethod
+    def _outputs(cls, value: Any) -> Any:
+        return _outputs(value)
+
+
+class LogsConfig(_Model):
+    """``logs``: s3rpc's keys (``level``, ``format``, ``calls``) and RoadRunner's logger keys.
+
+    RoadRunner's keys map onto ours: ``level`` takes ``warn``/``panic``/``fatal`` too,
+    ``encoding`` is ``format``, ``mode`` picks the format and level its template implies
+    (``off``/``none``: errors only), ``output`` is where lines go, ``err_output`` where the
+    logger's own failures go (a line that could not be written), ``channels.s3`` (the Go
+    plugin's channel) overrides the top-level keys. Other RoadRunner keys are accepted and
+    listed in ``ignored``.
+    """
+
+    level: LogLevel = "info"
+    format: LogFormat = "auto"
+    #: Which calls get a ``call`` line (at info): every call, failed calls only, or none.
+    calls: Literal["all", "errors", "off"] = "all"
+    mode: LogMode | None = None
+    encoding: Literal["json", "console"] | None = None
+    #: stdout, stderr or file paths (appended to, created 0644); empty = stdout.
+    output: tuple[str, ...] = ()
+    #: Where a failure to write a line is reported; empty = stderr.
+    err_output: tuple[str, ...] = ()
+    line_ending: str | None = None
+    skip_line_ending: bool | None = None
+    time_format: str | None = None
+    file_logger_options: FileLoggerOptions | None = None
+    channels: dict[str, LogChannel] = {}
+    #: Dotted keys accepted for RoadRunner's sake and not acted on (computed, never read).
+    ignored: tuple[str, ...] = Field(default=(), exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _roadrunner(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        data = dict(data)
+        if "ignored" in data:
+            raise _KeyedError("ignored", "unknown key")
+        channels = data.get("channels")
+        if isinstance(channels, Mapping):
+            own = channels.get("s3")
+            if isinstance(own, Mapping):
+                # RoadRunner gives plugin "s3" (the Go plugin) these keys instead of the top's.
+                data.update(
+                    {
+                        key: value
+                        for key, value in own.items()
+                        if key in LogChannel.model_fields and value is not None
+                    }
+                )
+        ignored = [f"logs.{key}" for key in _IGNORED_LOG_KEYS if data.get(key) is not None]
+        if isinstance(channels, Mapping):
+            ignored += [f"logs.channels.{name}" for name in channels if name != "s3"]
+        mode = data.get("mode")
+        if isinstance(mode, str):
+            mode = data["mode"] = mode.strip().lower()
+        encoding = data.get("encoding")
+        if isinstance(encoding, str):
+            encoding = data["encoding"] = encoding.strip().lower()
+        fmt = data.get("format")
+        if isinstance(fmt, str):
+            fmt = fmt.strip().lower()
+            if fmt not in ("auto", "json", "console") and "%" in fmt:
+                # RoadRunner's custom line template ("%time% [%level%] %message%").
+                ignored.append("logs.format")
+                data.pop("format")
+            else:
+                data["format"] = fmt
+        if data.get("format") is None:
+            data.pop("format", None)
+            if isinstance(encoding, str):
+                data["format"] = encoding
+            elif isinstance(mode, str) and mode in _MODE_DEFAULTS:
+                data["format"] = _MODE_DEFAULTS[mode][0]
+        elif isinstance(encoding, str) and data["format"] != encoding:
+            raise _KeyedError("encoding", "conflicts with logs.format; give only one of them")
+        level = data.get("level")
+        if isinstance(level, str):
+            data["level"] = _LEVELS.get(level.strip().lower(), level)
+        elif level is None:
+            data.pop("level", None)
+            if isinstance(mode, str) and mode in _MODE_DEFAULTS:
+                data["level"] = _MODE_DEFAULTS[mode][1]
+        if mode in ("off", "none"):
+            # RoadRunner writes nothing at all; a daemon that hides its errors is not operable.
+            data["level"] = "error"
+        data["ignored"] = tuple(ignored)
+        return data
+
+    @field_validator("output", "err_output", mode="before")
+    @classmethod
+    def _outputs(cls, value: Any) -> Any:
+        return _outputs(value)
+
+
+class MetricCollector(_Model):
+    """One entry of RoadRunner's ``metrics.collect`` (metrics PHP publishes over RPC)."""
+
+    type: Literal["histogram", "gauge", "counter", "summary"] | None = None
+    namespace: str | None = None
+    subsystem: str | None = None
+    help: str | None = None
+    labels: tuple[str, ...] = ()
+    buckets: tuple[float, ...] = ()
+    objectives: dict[float, float] = {}
 
 
 class MetricsConfig(_Model):
     address: str = ""
+    #: RoadRunner's application metrics: accepted, not served (s3rpc has no metrics RPC).
+    collect: dict[str, MetricCollector] = {}
 
     @field_validator("address")
     @classmethod
@@ -128,13 +311,20 @@ class StatusConfig(_Model):
     address: str = ""
     #: ``/ready`` also needs a recent successful HeadBucket of every bucket (cached).
     check_buckets: bool = False
-    #: What ``/ready`` answers while not ready (RoadRunner's status plugin key).
+    #: What ``/ready`` answers while not ready (RoadRunner's status plugin key; 0 means 503).
     unavailable_status_code: Annotated[int, Field(ge=400, le=599)] = 503
+    #: RoadRunner's wait for a plugin's answer; accepted, not used.
+    check_timeout: PositiveSeconds = 60.0
 
     @field_validator("address")
     @classmethod
     def _address(cls, value: str) -> str:
         return check_host_port(value)
+
+    @field_validator("unavailable_status_code", mode="before")
+    @classmethod
+    def _zero_means_default(cls, value: Any) -> Any:
+        return 503 if value == 0 and not isinstance(value, bool) else value
 
 
 #: botocore's own rule for a region name; anything else would fail when the client is created.
@@ -187,8 +377,8 @@ class ServerConfig(_Model):
     use_path_style_endpoint: bool | None = None
     visibility_mode: VisibilityMode = "acl"
     credentials: Credentials = Credentials()
-    connect_timeout: PositiveFloat = 5.0
-    read_timeout: PositiveFloat = 60.0
+    connect_timeout: PositiveSeconds = 5.0
+    read_timeout: PositiveSeconds = 60.0
     max_attempts: Annotated[int, Field(ge=1, le=20)] = 3
 
     @field_validator("endpoint", "public_endpoint")
@@ -224,15 +414,15 @@ class BucketConfig(_Model):
     max_concurrent_operations: PositiveInt = 100
     part_size: Annotated[int, Field(ge=5 * MIB, le=5 * 1024 * MIB)] = 5 * MIB
     concurrency: Annotated[int, Field(ge=1, le=64)] = 5
-    operation_timeout: PositiveFloat | None = None
+    operation_timeout: PositiveSeconds | None = None
     # Inline server fields (the alternative to ``server:``).
     region: str | None = None
     endpoint: str | None = None
     public_endpoint: str | None = None
     use_path_style_endpoint: bool | None = None
     credentials: Credentials | None = None
-    connect_timeout: PositiveFloat | None = None
-    read_timeout: PositiveFloat | None = None
+    connect_timeout: PositiveSeconds | None = None
+    read_timeout: PositiveSeconds | None = None
     max_attempts: Annotated[int, Field(ge=1, le=20)] | None = None
 
     @field_validator("prefix")
@@ -320,15 +510,15 @@ class S3Config(_Model):
     )
 
     default: str | None = None
-    shutdown_timeout: Annotated[float, Field(ge=0)] = 30.0
-    operation_timeout: PositiveFloat = 60.0
+    shutdown_timeout: NonNegativeSeconds = 30.0
+    operation_timeout: PositiveSeconds = 60.0
     servers: dict[str, ServerConfig] = {}
     buckets: dict[str, BucketConfig] = {}
     # ``s3.register`` in the file; the attribute name avoids BaseModel's ``register``.
     register_policy: RegisterPolicy = Field(default=RegisterPolicy(), alias="register")
     # Upload sessions (s3.UploadStart ... s3.UploadComplete, storage/sessions.py).
     #: Seconds a session may stay idle (no chunk) before the sweep aborts it.
-    upload_session_ttl: PositiveFloat = 3600.0
+    upload_session_ttl: PositiveSeconds = 3600.0
     #: Open sessions at once; s3.UploadStart beyond it is refused (TOO_MANY_UPLOADS).
     max_upload_sessions: PositiveInt = 1000
     #: Bytes all sessions together may hold buffered (each below its bucket's part_size).
@@ -363,6 +553,15 @@ class Config(_Model):
     logs: LogsConfig = LogsConfig()
     metrics: MetricsConfig = MetricsConfig()
     status: StatusConfig = StatusConfig()
+
+    def ignored_keys(self) -> tuple[str, ...]:
+        """RoadRunner keys present in the file that s3rpc accepts and does not act on."""
+        keys = list(self.logs.ignored)
+        if self.metrics.collect:
+            keys.append("metrics.collect")
+        if "check_timeout" in self.status.model_fields_set:
+            keys.append("status.check_timeout")
+        return tuple(keys)
 
 
 @dataclass(frozen=True, slots=True)
