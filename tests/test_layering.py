@@ -20,10 +20,11 @@ ALLOWED: dict[str, set[str]] = {
     "server": {"goridge", "errors", "config", "budget", "contract"},
     "storage": {"errors", "config", "budget", "contract"},
     "client": {"goridge", "config", "storage"},  # storage.models only: the contract
-    "app": {"server", "storage", "config", "errors", "logs"},
+    "probes": {"server", "storage", "config"},
+    "app": {"server", "storage", "config", "errors", "logs", "probes"},
     "workers": {"app", "server", "storage", "config", "errors", "logs"},
     "dev": {"app", "config", "logs"},
-    "cli": {"app", "config", "errors", "logs", "dev", "client", "workers"},
+    "cli": {"app", "config", "errors", "logs", "dev", "client", "workers", "probes"},
     "__main__": {"cli"},
     "__init__": set(),
 }

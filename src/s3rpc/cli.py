@@ -34,7 +34,31 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"configuration OK: listen {config.rpc.listen}; buckets: {buckets}; "
         f"default: {config.s3.default or 'none'}"
     )
+    if args.connect:
+        return _check_connect(config)
     return EXIT_OK
+
+
+def _check_connect(config: Config) -> int:
+    """One line per bucket: reachable, or what is wrong; 1 unless every bucket is reachable."""
+    from s3rpc.app import run_async
+    from s3rpc.errors import S3RpcError
+    from s3rpc.probes import BucketHealth, connect_check
+
+    found: list[BucketHealth] = []
+
+    async def check() -> None:
+        found.extend(await connect_check(config))
+
+    try:
+        run_async(check())
+    except S3RpcError as exc:
+        print(f"s3rpc: {exc.wire_text()}", file=sys.stderr)
+        return EXIT_CONFIG
+    for result in found:
+        where = f"s3://{result.physical}" + (f" at {result.endpoint}" if result.endpoint else "")
+        print(f"bucket '{result.bucket}' ({where}): {result.describe()}")
+    return EXIT_OK if all(result.ok for result in found) else EXIT_FAILED
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -168,6 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate a config file and exit")
     _config_option(check)
+    check.add_argument(
+        "--connect",
+        action="store_true",
+        help="also reach every bucket (HeadBucket, one attempt) and report what is wrong",
+    )
     check.set_defaults(func=cmd_check_config)
 
     dev = sub.add_parser("dev", help="run on an embedded in-memory S3 server (no account needed)")
