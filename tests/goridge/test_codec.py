@@ -240,3 +240,81 @@ def test_json_large_base64_decodes_in_steps_to_the_same_bytes() -> None:
 def test_json_large_invalid_base64_is_refused_naming_the_field(text: str) -> None:
     with pytest.raises(CodecError, match="field 'content'"):
         JSON.to_bytes(text, "content")
+
+
+# --- large object bytes taken from a msgpack frame without a copy ---------------------------
+
+LARGE_CONTENT = os.urandom(200_000)
+RAW = frozenset({"content"})
+
+
+def _php_style(fields: dict[str, object]) -> bytes:
+    """Packed as PHP's ext-msgpack does: every string, binary or not, as msgpack ``str``."""
+    return msgpack.packb(fields, use_bin_type=False)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        msgpack.packb({"pathname": "a.bin", "content": LARGE_CONTENT, "meta": {"k": [1, 2.5]}}),
+        _php_style({"pathname": "a.bin", "content": LARGE_CONTENT, "meta": {"k": [1, 2.5]}}),
+    ],
+    ids=["bin", "php-str"],
+)
+def test_msgpack_large_content_is_a_view_into_the_frame_not_a_copy(body: bytes) -> None:
+    value = MSGPACK.decode(body, RAW)
+    content = value["content"]
+    assert isinstance(content, memoryview)
+    assert content.obj is body  # the frame's own buffer
+    assert MSGPACK.to_bytes(content, "content") == LARGE_CONTENT
+    assert value["pathname"] == "a.bin"
+    assert value["meta"] == {"k": [1, 2.5]}
+
+
+def test_msgpack_only_named_fields_become_views() -> None:
+    body = msgpack.packb({"pathname": "p", "content": LARGE_CONTENT, "other": LARGE_CONTENT})
+    value = MSGPACK.decode(body, RAW)
+    assert isinstance(value["content"], memoryview)
+    assert value["other"] == LARGE_CONTENT
+    assert isinstance(value["other"], bytes)
+
+
+def test_msgpack_small_content_and_small_bodies_decode_as_before() -> None:
+    body = msgpack.packb({"pathname": "p", "content": b"tiny", "pad": "x" * 100_000})
+    assert MSGPACK.decode(body, RAW) == msgpack.unpackb(body)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    fields=st.dictionaries(
+        st.text(max_size=8),
+        st.recursive(
+            st.none()
+            | st.booleans()
+            | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+            | st.floats(allow_nan=False)
+            | st.text(),
+            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner),
+            max_leaves=6,
+        ),
+        max_size=5,
+    ),
+    content=st.sampled_from([b"", b"small", LARGE_CONTENT]),
+    cut=st.integers(min_value=0, max_value=40),
+)
+def test_msgpack_split_decoding_matches_unpackb_or_refuses_alike(
+    fields: dict[str, object], content: bytes, cut: int
+) -> None:
+    body = msgpack.packb({**fields, "content": content})
+    expected = msgpack.unpackb(body, strict_map_key=False)
+    value = MSGPACK.decode(body, RAW)
+    assert {k: bytes(v) if isinstance(v, memoryview) else v for k, v in value.items()} == expected
+    truncated = body[: len(body) - cut] if cut else body + b"\xc0"
+    with pytest.raises(CodecError):
+        MSGPACK.decode(truncated, RAW)
+
+
+def test_msgpack_deep_nesting_in_a_large_body_is_refused_not_a_recursion_error() -> None:
+    body = b"\x82\xa7content\xc4\x01x\xa1n" + b"\x91" * 200_000 + b"\xc0"
+    with pytest.raises(CodecError):
+        MSGPACK.decode(body, RAW)

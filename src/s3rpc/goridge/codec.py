@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import struct
 from collections.abc import Generator, Iterator
 from typing import Any, ClassVar, Final
 
@@ -52,17 +53,19 @@ class Codec:
     #: Peak memory per payload byte while a large request is decoded (payload and values).
     decoding_overhead: ClassVar[float] = 2.0
 
-    def decode(self, body: bytes | memoryview) -> Any:
+    def decode(self, body: bytes | memoryview, raw_fields: frozenset[str] = frozenset()) -> Any:
+        """The body's value. Large top-level ``raw_fields`` may come back as they are carried
+        (a memoryview into ``body`` under msgpack), for :meth:`to_bytes_steps` to take."""
         raise NotImplementedError
 
     def encode(self, value: Any) -> bytes:
         raise NotImplementedError
 
-    def to_bytes(self, value: Any, field: str) -> bytes | bytearray:
+    def to_bytes(self, value: Any, field: str) -> Bytes:
         """Object bytes as the codec carries them in a request field."""
         return _run(self.to_bytes_steps(value, field))  # type: ignore[no-any-return]
 
-    def to_bytes_steps(self, value: Any, field: str) -> Generator[None, None, bytes | bytearray]:
+    def to_bytes_steps(self, value: Any, field: str) -> Generator[None, None, Bytes]:
         """:meth:`to_bytes` one step (about :data:`STEP` bytes) per ``next()``."""
         raise NotImplementedError
 
@@ -89,7 +92,7 @@ class JsonCodec(Codec):
     # The payload and its text, then the text and its bytes (3/4); measured peak about 3x.
     decoding_overhead = 3.0
 
-    def decode(self, body: bytes | memoryview) -> Any:
+    def decode(self, body: bytes | memoryview, raw_fields: frozenset[str] = frozenset()) -> Any:
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -98,7 +101,7 @@ class JsonCodec(Codec):
     def encode(self, value: Any) -> bytes:
         return orjson.dumps(value, default=_bytes_as_base64)
 
-    def to_bytes_steps(self, value: Any, field: str) -> Generator[None, None, bytes | bytearray]:
+    def to_bytes_steps(self, value: Any, field: str) -> Generator[None, None, Bytes]:
         if not isinstance(value, str):
             raise CodecError(
                 f"field '{field}' must be a base64 string under the JSON codec, "
@@ -152,19 +155,18 @@ class MsgpackCodec(Codec):
     name = "msgpack"
     flag = Flag.MSGPACK
 
-    def decode(self, body: bytes | memoryview) -> Any:
-        try:
-            return msgpack.unpackb(
-                body, raw=False, unicode_errors="surrogateescape", strict_map_key=False
-            )
-        except (ValueError, msgpack.UnpackException, TypeError) as exc:
-            raise CodecError(f"body is not valid msgpack: {exc}") from None
+    def decode(self, body: bytes | memoryview, raw_fields: frozenset[str] = frozenset()) -> Any:
+        if raw_fields and len(body) >= RAW_MIN:
+            value = _map_with_raw_fields(memoryview(body), raw_fields)
+            if value is not None:
+                return value
+        return _unpack(body)
 
     def encode(self, value: Any) -> bytes:
         return msgpack.packb(value, use_bin_type=True, unicode_errors="surrogateescape")  # type: ignore[no-any-return]
 
-    def to_bytes_steps(self, value: Any, field: str) -> Generator[None, None, bytes | bytearray]:
-        if isinstance(value, bytes):
+    def to_bytes_steps(self, value: Any, field: str) -> Generator[None, None, Bytes]:
+        if isinstance(value, bytes | memoryview):
             return value
         if isinstance(value, str):
             return value.encode("utf-8", "surrogateescape")
@@ -184,6 +186,100 @@ class MsgpackCodec(Codec):
                 yield item  # sent as it is: no copy
             else:
                 yield packer.pack(key) + packer.pack(item)
+
+
+def _unpack(body: bytes | memoryview) -> Any:
+    try:
+        return msgpack.unpackb(
+            body, raw=False, unicode_errors="surrogateescape", strict_map_key=False
+        )
+    except (ValueError, msgpack.UnpackException, TypeError) as exc:
+        raise CodecError(f"body is not valid msgpack: {exc}") from None
+
+
+#: A request at least this large is split by hand, so that its large object-bytes fields
+#: are taken from the frame as memoryviews instead of being copied out of it; a field
+#: value is taken so when it is at least :data:`RAW_MIN` bytes long.
+RAW_MIN = 64 * 1024
+_U8, _U16, _U32 = struct.Struct(">B"), struct.Struct(">H"), struct.Struct(">I")
+#: Fixed-size msgpack types: first byte -> whole length.
+_FIXED = {0xC0: 1, 0xC2: 1, 0xC3: 1, 0xCA: 5, 0xCB: 9, 0xCC: 2, 0xCD: 3, 0xCE: 5, 0xCF: 9}
+_FIXED |= {0xD0: 2, 0xD1: 3, 0xD2: 5, 0xD3: 9, 0xD4: 3, 0xD5: 4, 0xD6: 6, 0xD7: 10, 0xD8: 18}
+#: Length-prefixed types (str, bin, ext): first byte -> (length field, extra bytes after it).
+_SIZED = {
+    0xC4: (_U8, 0), 0xC5: (_U16, 0), 0xC6: (_U32, 0),
+    0xD9: (_U8, 0), 0xDA: (_U16, 0), 0xDB: (_U32, 0),
+    0xC7: (_U8, 1), 0xC8: (_U16, 1), 0xC9: (_U32, 1),
+}  # fmt: skip
+_BYTES_TYPES = frozenset({0xC4, 0xC5, 0xC6, 0xD9, 0xDA, 0xDB})
+
+
+def _container(lead: int, view: memoryview, pos: int) -> tuple[int, int] | None:
+    """(header length, items inside) for an array or map header at ``pos``; None otherwise."""
+    if 0x80 <= lead <= 0x8F:
+        return 1, 2 * (lead & 0x0F)
+    if 0x90 <= lead <= 0x9F:
+        return 1, lead & 0x0F
+    if lead in (0xDC, 0xDE):
+        return 3, _U16.unpack_from(view, pos + 1)[0] * (2 if lead == 0xDE else 1)
+    if lead in (0xDD, 0xDF):
+        return 5, _U32.unpack_from(view, pos + 1)[0] * (2 if lead == 0xDF else 1)
+    return None
+
+
+def _skip(view: memoryview, pos: int) -> int:
+    """The end of the msgpack value at ``pos`` (iterative: deep nesting cannot recurse)."""
+    remaining = 1
+    while remaining:
+        remaining -= 1
+        lead = view[pos]
+        if lead <= 0x7F or lead >= 0xE0:
+            pos += 1
+        elif 0xA0 <= lead <= 0xBF:
+            pos += 1 + (lead & 0x1F)
+        elif lead in _FIXED:
+            pos += _FIXED[lead]
+        elif lead in _SIZED:
+            field, extra = _SIZED[lead]
+            pos += 1 + field.size + extra + field.unpack_from(view, pos + 1)[0]
+        else:
+            header = _container(lead, view, pos)
+            if header is None:
+                raise ValueError("not msgpack")
+            pos += header[0]
+            remaining += header[1]
+        if pos > len(view):
+            raise ValueError("truncated")
+    return pos
+
+
+def _map_with_raw_fields(view: memoryview, raw_fields: frozenset[str]) -> dict[Any, Any] | None:
+    """A top-level map whose large ``raw_fields`` str/bin values are views into ``view``;
+    None whenever the body is anything else (the caller then unpacks it the usual way)."""
+    try:
+        lead = view[0]
+        header = _container(lead, view, 0)
+        if header is None or not (0x80 <= lead <= 0x8F or lead in (0xDE, 0xDF)):
+            return None  # not a map
+        pos, items = header
+        result: dict[Any, Any] = {}
+        for _ in range(items // 2):
+            end = _skip(view, pos)
+            key = _unpack(view[pos:end])
+            pos = end
+            end = _skip(view, pos)
+            lead = view[pos]
+            if key in raw_fields and lead in _BYTES_TYPES and end - pos >= RAW_MIN:
+                field = _SIZED[lead][0]
+                result[key] = view[pos + 1 + field.size : end]
+            else:
+                result[key] = _unpack(view[pos:end])
+            pos = end
+        if pos != len(view):
+            return None
+    except (ValueError, TypeError, IndexError, struct.error, CodecError):
+        return None
+    return result
 
 
 def _json_type(value: Any) -> str:

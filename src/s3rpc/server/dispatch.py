@@ -14,15 +14,18 @@ from s3rpc.errors import ErrorCode, S3RpcError
 from s3rpc.goridge import Codec, CodecError, Request, codec_for_flags
 
 
-def decode_body(codec: Codec, body: bytes | memoryview) -> dict[str, Any]:
+def decode_body(
+    codec: Codec, body: bytes | memoryview, raw_fields: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """The request body as a map of fields; empty bodies, ``[]``, ``{}`` and ``null`` mean none.
 
-    Object bytes are still in the codec's form: see :func:`bytes_fields`.
+    Object bytes are still in the codec's form (see :func:`bytes_fields`); large ones among
+    ``raw_fields`` may be views into ``body`` (msgpack), not copies.
     """
     if len(body) == 0:
         return {}
     try:
-        value = codec.decode(body)
+        value = codec.decode(body, raw_fields)
     except CodecError as exc:
         raise S3RpcError(ErrorCode.INVALID_REQUEST, str(exc)) from None
     if value is None or value == [] or value == {}:
@@ -55,7 +58,7 @@ async def bytes_fields(codec: Codec, method: Method, params: dict[str, Any]) -> 
 
 async def decode_params(codec: Codec, method: Method, body: bytes | memoryview) -> dict[str, Any]:
     """:func:`decode_body` then :func:`bytes_fields`."""
-    return await bytes_fields(codec, method, decode_body(codec, body))
+    return await bytes_fields(codec, method, decode_body(codec, body, method.bytes_fields))
 
 
 def resolve(table: MethodTable, request: Request) -> tuple[Codec, Method]:

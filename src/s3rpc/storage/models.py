@@ -179,9 +179,10 @@ class ObjectParams(BucketParams):
     pathname: Annotated[str, _pathname_chars("pathname")]
 
 
-def _object_bytes(value: Any) -> bytes | bytearray:
-    # Taken as it is: a bytearray (large JSON content, decoded in steps) is not copied.
-    if isinstance(value, bytes | bytearray):
+def _object_bytes(value: Any) -> bytes | bytearray | memoryview:
+    # Taken as it is, not copied: a bytearray (large JSON content, decoded in steps) or a
+    # view into the request frame (large msgpack content).
+    if isinstance(value, bytes | bytearray | memoryview):
         return value
     raise ValueError("must be the object's bytes")
 
@@ -192,7 +193,7 @@ class _Binary:
 
 BINARY = _Binary()
 #: Object bytes in a request or a result.
-ObjectBytes = Annotated[bytes | bytearray, PlainValidator(_object_bytes), BINARY]
+ObjectBytes = Annotated[bytes | bytearray | memoryview, PlainValidator(_object_bytes), BINARY]
 
 
 def binary_fields(model: type[Any]) -> frozenset[str]:
