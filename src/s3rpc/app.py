@@ -27,8 +27,9 @@ import structlog
 
 from s3rpc.config import Config
 from s3rpc.errors import ErrorCode, S3RpcError
+from s3rpc.metrics import Metrics
 from s3rpc.server import RpcServer, notify
-from s3rpc.server.metrics import Metrics
+from s3rpc.server.http import HttpEndpoint
 from s3rpc.storage import BucketManager, build_methods
 
 log = structlog.get_logger("s3rpc")
@@ -85,15 +86,16 @@ class App:
                 buckets = await stack.enter_async_context(BucketManager(self.config.s3))
                 if self.worker is not None:
                     await stack.enter_async_context(self.worker.attach(self, buckets))
-                table = build_methods(buckets)
-                metrics = Metrics(table) if self.config.metrics.address else None
+                metrics = Metrics() if self.config.metrics.address else None
+                table = build_methods(buckets, metrics)
                 self.server = RpcServer(
                     table, self.config.rpc, metrics, call_lines=self.config.logs.calls
                 )
                 await self.server.start(self.worker.sock if self.worker is not None else None)
                 if metrics is not None:
-                    self.metrics_address = _serve_metrics(metrics, self.config.metrics.address)
-                    stack.callback(metrics.stop_http)
+                    self.metrics_address = await _serve_metrics(
+                        metrics, self.config.metrics.address, stack
+                    )
                     log.info("metrics_listening", address=f"http://{self.metrics_address}/metrics")
                 stack.push_async_callback(
                     _cancel, asyncio.create_task(_return_memory_when_quiet(self.server))
@@ -206,14 +208,23 @@ def raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def _serve_metrics(metrics: Metrics, address: str) -> str:
+async def _serve_metrics(metrics: Metrics, address: str, stack: AsyncExitStack) -> str:
+    """``/metrics`` (only) on ``metrics.address``, stopped with ``stack``; the bound address."""
+
+    async def scrape() -> tuple[int, str, bytes]:
+        # In a thread: with many buckets the text takes milliseconds to build.
+        return await asyncio.to_thread(metrics.exposition)
+
+    endpoint = HttpEndpoint({"/metrics": scrape})
     try:
-        return metrics.serve_http(address)
-    except OSError as exc:
+        bound = await endpoint.start(address)
+    except (OSError, ValueError) as exc:
         raise S3RpcError(
             ErrorCode.INVALID_CONFIG,
-            f"metrics.address: cannot listen on {address}: {exc.strerror or exc}",
+            f"metrics.address: cannot listen on {address}: {getattr(exc, 'strerror', None) or exc}",
         ) from None
+    stack.push_async_callback(endpoint.stop)
+    return bound
 
 
 def run_async(main: Coroutine[Any, Any, None]) -> None:

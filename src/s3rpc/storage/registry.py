@@ -27,7 +27,9 @@ import structlog
 
 from s3rpc.contract import Handler, Method
 from s3rpc.errors import ErrorCode, S3RpcError
-from s3rpc.storage.buckets import BucketManager
+from s3rpc.metrics import Metrics
+from s3rpc.storage.buckets import Bucket, BucketManager
+from s3rpc.storage.metering import metered, slot_factory
 from s3rpc.storage.models import BucketParams, CopyParams, Params, binary_fields, parse_params
 from s3rpc.storage.translate import note_endpoint
 
@@ -79,10 +81,11 @@ def declared() -> dict[str, Declared]:
     return dict(_DECLARED)
 
 
-def build_methods(manager: BucketManager) -> dict[str, Method]:
-    """The ``s3.*`` dispatch table over an entered :class:`BucketManager`."""
+def build_methods(manager: BucketManager, metrics: Metrics | None = None) -> dict[str, Method]:
+    """The ``s3.*`` dispatch table over an entered :class:`BucketManager`; with ``metrics``,
+    every call is counted on its bucket (see :mod:`s3rpc.storage.metering`)."""
     return {
-        name: Method(handler=_wrap(manager, spec), bytes_fields=binary_fields(spec.params))
+        name: Method(handler=_wrap(manager, spec, metrics), bytes_fields=binary_fields(spec.params))
         for name, spec in sorted(declared().items())
     }
 
@@ -100,12 +103,16 @@ async def _within(seconds: float, what: str, work: Callable[[], Awaitable[T]]) -
         raise
 
 
-def _wrap(manager: BucketManager, spec: Declared) -> Handler:
+def _wrap(manager: BucketManager, spec: Declared, metrics: Metrics | None = None) -> Handler:
+    slot = slot_factory(metrics)
+    field: str | None = None
     if issubclass(spec.params, CopyParams):
-        return _two_buckets(manager, spec)
-    if issubclass(spec.params, BucketParams):
-        return _one_bucket(manager, spec)
-    return _no_bucket(manager, spec)
+        handler, field = _two_buckets(manager, spec, slot), "dest_bucket"
+    elif issubclass(spec.params, BucketParams):
+        handler, field = _one_bucket(manager, spec, slot), "bucket"
+    else:
+        handler = _no_bucket(manager, spec)
+    return handler if metrics is None else metered(handler, manager, spec.name, field, metrics)
 
 
 def _no_bucket(manager: BucketManager, spec: Declared) -> Handler:
@@ -117,7 +124,9 @@ def _no_bucket(manager: BucketManager, spec: Declared) -> Handler:
     return handler
 
 
-def _one_bucket(manager: BucketManager, spec: Declared) -> Handler:
+def _one_bucket(
+    manager: BucketManager, spec: Declared, slot: Callable[[Bucket], Any] = Bucket.slot
+) -> Handler:
     name, model, operation = spec.name, spec.params, spec.operation
 
     async def handler(raw: dict[str, Any]) -> Any:
@@ -127,7 +136,7 @@ def _one_bucket(manager: BucketManager, spec: Declared) -> Handler:
         structlog.contextvars.bind_contextvars(bucket=bucket.name)
 
         async def run() -> Any:
-            async with bucket.slot():
+            async with slot(bucket):
                 return await operation(manager, bucket, params)
 
         try:
@@ -139,7 +148,9 @@ def _one_bucket(manager: BucketManager, spec: Declared) -> Handler:
     return handler
 
 
-def _two_buckets(manager: BucketManager, spec: Declared) -> Handler:
+def _two_buckets(
+    manager: BucketManager, spec: Declared, slot: Callable[[Bucket], Any] = Bucket.slot
+) -> Handler:
     name, model, operation = spec.name, spec.params, spec.operation
 
     async def handler(raw: dict[str, Any]) -> Any:
@@ -153,7 +164,7 @@ def _two_buckets(manager: BucketManager, spec: Declared) -> Handler:
             async with AsyncExitStack() as slots:
                 # Always in name order, so two opposite copies cannot hold one slot each forever.
                 for _, bucket in sorted({source.name: source, dest.name: dest}.items()):
-                    await slots.enter_async_context(bucket.slot())
+                    await slots.enter_async_context(slot(bucket))
                 return await operation(manager, source, dest, params)
 
         timeout = max(source.operation_timeout, dest.operation_timeout)
