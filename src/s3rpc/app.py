@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import errno
 import gc
 import logging
 import os
@@ -25,11 +26,10 @@ from typing import Any, Protocol
 
 import structlog
 
-from s3rpc.config import Config
+from s3rpc.config import Config, parse_listen
 from s3rpc.errors import ErrorCode, S3RpcError
-from s3rpc.metrics import Metrics
 from s3rpc.server import RpcServer, notify
-from s3rpc.server.http import HttpEndpoint
+from s3rpc.server.metrics import Metrics
 from s3rpc.storage import BucketManager, build_methods
 
 log = structlog.get_logger("s3rpc")
@@ -86,16 +86,15 @@ class App:
                 buckets = await stack.enter_async_context(BucketManager(self.config.s3))
                 if self.worker is not None:
                     await stack.enter_async_context(self.worker.attach(self, buckets))
-                metrics = Metrics() if self.config.metrics.address else None
-                table = build_methods(buckets, metrics)
+                table = build_methods(buckets)
+                metrics = Metrics(table) if self.config.metrics.address else None
                 self.server = RpcServer(
                     table, self.config.rpc, metrics, call_lines=self.config.logs.calls
                 )
                 await self.server.start(self.worker.sock if self.worker is not None else None)
                 if metrics is not None:
-                    self.metrics_address = await _serve_metrics(
-                        metrics, self.config.metrics.address, stack
-                    )
+                    self.metrics_address = _serve_metrics(metrics, self.config.metrics.address)
+                    stack.callback(metrics.stop_http)
                     log.info("metrics_listening", address=f"http://{self.metrics_address}/metrics")
                 stack.push_async_callback(
                     _cancel, asyncio.create_task(_return_memory_when_quiet(self.server))
@@ -208,23 +207,14 @@ def raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-async def _serve_metrics(metrics: Metrics, address: str, stack: AsyncExitStack) -> str:
-    """``/metrics`` (only) on ``metrics.address``, stopped with ``stack``; the bound address."""
-
-    async def scrape() -> tuple[int, str, bytes]:
-        # In a thread: with many buckets the text takes milliseconds to build.
-        return await asyncio.to_thread(metrics.exposition)
-
-    endpoint = HttpEndpoint({"/metrics": scrape})
+def _serve_metrics(metrics: Metrics, address: str) -> str:
     try:
-        bound = await endpoint.start(address)
-    except (OSError, ValueError) as exc:
+        return metrics.serve_http(address)
+    except OSError as exc:
         raise S3RpcError(
             ErrorCode.INVALID_CONFIG,
-            f"metrics.address: cannot listen on {address}: {getattr(exc, 'strerror', None) or exc}",
+            f"metrics.address: cannot listen on {address}: {exc.strerror or exc}",
         ) from None
-    stack.push_async_callback(endpoint.stop)
-    return bound
 
 
 def run_async(main: Coroutine[Any, Any, None]) -> None:
@@ -255,8 +245,31 @@ def serve(
         print(f"s3rpc: {exc.wire_text()}", file=sys.stderr)
         return 2 if exc.code == ErrorCode.INVALID_CONFIG else 1
     except OSError as exc:
-        print(
-            f"s3rpc: cannot listen on {config.rpc.listen}: {exc.strerror or exc}", file=sys.stderr
-        )
+        print(f"s3rpc: {listen_error(config.rpc.listen, exc)}", file=sys.stderr)
         return 1
     return 0
+
+
+#: RoadRunner's own RPC default (its ``rpc.listen``), and so s3rpc's default too.
+RR_RPC_PORT = 6001
+
+
+def listen_error(listen: str, exc: OSError) -> str:
+    """Why ``rpc.listen`` could not be bound, and what to change (the key and ``--listen``)."""
+    text = f"rpc.listen: cannot listen on {listen}: {exc.strerror or exc}"
+    if exc.errno != errno.EADDRINUSE:
+        return text
+    text += (
+        "; another process holds this address: pick another one with rpc.listen in the config"
+        " or --listen on the command line"
+    )
+    try:
+        port = parse_listen(listen).port
+    except ValueError:
+        port = None
+    if port == RR_RPC_PORT:
+        text += (
+            f" ({RR_RPC_PORT} is RoadRunner's own RPC port: beside RoadRunner give s3rpc"
+            " another port or a unix:// socket, and point RR_RPC in PHP at it)"
+        )
+    return text

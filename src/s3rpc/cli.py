@@ -9,9 +9,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+import structlog
+
 from s3rpc import __version__
 from s3rpc.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config, parse_listen
-from s3rpc.logs import configure_logging
+from s3rpc.logs import LogOutputError, configure_logging
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -25,6 +27,20 @@ def _load(path: str) -> Config | None:
         return None
 
 
+def _start_logging(config: Config) -> bool:
+    """Logging per ``logs``; False after saying on stderr which output cannot be opened."""
+    logs = config.logs
+    try:
+        configure_logging(logs.level, logs.format, output=logs.output, err_output=logs.err_output)
+    except LogOutputError as exc:
+        print(f"s3rpc: invalid configuration: {exc}", file=sys.stderr)
+        return False
+    log = structlog.get_logger("s3rpc.config")
+    for key in config.ignored_keys():
+        log.debug("config_key_ignored", key=key, reason="a RoadRunner key s3rpc does not use")
+    return True
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
@@ -34,6 +50,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"configuration OK: listen {config.rpc.listen}; buckets: {buckets}; "
         f"default: {config.s3.default or 'none'}"
     )
+    if config.ignored_keys():
+        print(f"RoadRunner keys accepted, not used: {', '.join(config.ignored_keys())}")
     if args.connect:
         return _check_connect(config)
     return EXIT_OK
@@ -79,7 +97,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return EXIT_CONFIG
         rpc = config.rpc.model_copy(update={"workers": args.workers})
         config = config.model_copy(update={"rpc": rpc})
-    configure_logging(config.logs.level, config.logs.format)
+    if not _start_logging(config):
+        return EXIT_CONFIG
     return _serve(config)
 
 

@@ -6,18 +6,24 @@ Every event passes a redaction processor that masks credential fields wherever t
 Lines are cheap enough for one per call: redaction looks at a key once, and debug/info lines
 are written once per event-loop iteration, many calls' lines in one write; warnings and errors
 are written at once, after whatever is pending.
+
+Lines go to stdout, stderr or files (RoadRunner's ``logs.output``); a write that fails is
+reported once on ``logs.err_output`` (stderr by default), as RoadRunner's logger reports its own
+errors there, and the daemon keeps serving.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import json
 import logging
+import os
 import sys
 import threading
 import time
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any, Literal, TextIO
 
 import orjson
@@ -112,10 +118,24 @@ class LineWriter:
     """structlog's logger: one line per event; debug and info lines are written once per
     event-loop iteration (one write and flush for the lines of many calls), warnings and
     errors at once, after the lines pending. Outside an event loop every line is written at
-    once. What is pending at exit is written too."""
+    once. What is pending at exit is written too.
 
-    def __init__(self, file: TextIO) -> None:
-        self._file = file
+    Lines go to every file of ``files``; a file that fails a write is reported once (until it
+    works again) on ``errors``, RoadRunner's ``err_output``, and the daemon keeps serving."""
+
+    def __init__(
+        self,
+        file: TextIO,
+        *more: TextIO,
+        errors: Sequence[TextIO] = (),
+        names: Sequence[str] = (),
+        owned: Sequence[TextIO] = (),
+    ) -> None:
+        self._files = (file, *more)
+        self._owned = tuple(owned)
+        self._errors = tuple(errors)
+        self._names = tuple(names)
+        self._failing: set[int] = set()
         self._pending: list[str] = []
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None  # where a flush is scheduled
@@ -146,11 +166,35 @@ class LineWriter:
                 return
             text = "\n".join(self._pending) + "\n"
             self._pending.clear()
+            for index, file in enumerate(self._files):
+                try:
+                    file.write(text)
+                    file.flush()
+                except (OSError, ValueError) as exc:
+                    self._failed(index, exc)  # stdout closed, disk full: keep serving
+                else:
+                    if self._failing:
+                        self._failing.discard(index)
+
+    def _failed(self, index: int, exc: Exception) -> None:
+        if index in self._failing:
+            return
+        self._failing.add(index)
+        name = self._names[index] if index < len(self._names) else f"output {index + 1}"
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        report = f"s3rpc: cannot write log lines to {name}: {reason}\n"
+        for err in self._errors:
             try:
-                self._file.write(text)
-                self._file.flush()
+                err.write(report)
+                err.flush()
             except (OSError, ValueError):
-                pass  # stdout closed or gone: the daemon keeps serving
+                pass
+
+    def close_files(self) -> None:
+        """Close the files opened for this writer (``owned``; never stdout or stderr)."""
+        for file in self._owned:
+            with contextlib.suppress(OSError, ValueError):
+                file.close()
 
     debug = info = msg = _defer
     warning = warn = error = err = critical = fatal = exception = failure = _now
@@ -165,12 +209,55 @@ def _flush_writers() -> None:
         writer.flush()
 
 
+class LogOutputError(Exception):
+    """A ``logs.output`` / ``logs.err_output`` file cannot be opened; the message names it."""
+
+
+def _open_outputs(
+    names: Sequence[str], key: str, wrap: Callable[[TextIO], TextIO] | None, owned: list[TextIO]
+) -> list[TextIO]:
+    """``stdout``, ``stderr`` or a file path (appended to, created 0644, as RoadRunner does);
+    the files opened are appended to ``owned``."""
+    files: list[TextIO] = []
+    for name in names:
+        if name.lower() == "stdout":
+            file = sys.stdout
+        elif name.lower() == "stderr":
+            file = sys.stderr
+        else:
+            try:
+                fd = os.open(name, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError as exc:
+                for opened in owned:
+                    opened.close()
+                raise LogOutputError(f"{key}: cannot open {name}: {exc.strerror or exc}") from None
+            file = open(fd, "a", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+            owned.append(file)
+        files.append(wrap(file) if wrap is not None else file)
+    return files
+
+
 def configure_logging(
     level: str = "info",
     fmt: Literal["auto", "json", "console"] = "auto",
     stream: TextIO | None = None,
+    *,
+    output: Sequence[str] = (),
+    err_output: Sequence[str] = (),
+    wrap: Callable[[TextIO], TextIO] | None = None,
 ) -> None:
-    out = stream or sys.stdout
+    """Lines at ``level`` and above, rendered per ``fmt`` (``auto``: console on a terminal),
+    to ``output`` (``stdout``, ``stderr``, file paths; empty: ``stream``, else stdout); a failed
+    write is reported on ``err_output`` (empty: stderr). ``wrap`` wraps each stream opened here
+    (workers: whole-line writes). Raises ``LogOutputError`` for a file that cannot be opened."""
+    owned: list[TextIO] = []
+    outputs = _open_outputs(output, "logs.output", wrap, owned)
+    names = list(output)
+    if not outputs:
+        outputs = [stream or (wrap(sys.stdout) if wrap is not None else sys.stdout)]
+        names = ["stdout" if stream is None else "the log stream"]
+    errors = _open_outputs(err_output or ("stderr",), "logs.err_output", None, owned)
+    out = outputs[0]
     console = fmt == "console" or (fmt == "auto" and out.isatty())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -182,7 +269,7 @@ def configure_logging(
     if console:
         renderer = [
             structlog.dev.ConsoleRenderer(
-                colors=out.isatty(),
+                colors=all(file.isatty() for file in outputs),
                 exception_formatter=structlog.dev.RichTracebackFormatter(show_locals=False)
                 if _has_rich()
                 else structlog.dev.plain_traceback,
@@ -198,7 +285,8 @@ def configure_logging(
         ]
     for old in _writers:
         old.flush()
-    writer = LineWriter(out)
+        old.close_files()
+    writer = LineWriter(*outputs, errors=errors, names=names, owned=owned)
     _writers[:] = [writer]
     structlog.configure(
         processors=[*shared, *renderer],

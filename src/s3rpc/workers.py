@@ -46,7 +46,7 @@ from typing import Any, NoReturn, TextIO, cast
 import msgpack
 import structlog
 
-from s3rpc.app import App, serve
+from s3rpc.app import App, listen_error, serve
 from s3rpc.config import Config, ListenAddress
 from s3rpc.errors import ErrorCode, S3RpcError
 from s3rpc.logs import configure_logging
@@ -137,10 +137,7 @@ class Supervisor:
             print(f"s3rpc: {exc.wire_text()}", file=sys.stderr)
             return 2
         except OSError as exc:
-            print(
-                f"s3rpc: cannot listen on {self.config.rpc.listen}: {exc.strerror or exc}",
-                file=sys.stderr,
-            )
+            print(f"s3rpc: {listen_error(self.config.rpc.listen, exc)}", file=sys.stderr)
             return 1
         previous = self._install_signals()
         try:
@@ -297,7 +294,13 @@ class Supervisor:
             os.environ.pop("NOTIFY_SOCKET", None)
             structlog.contextvars.bind_contextvars(worker=slot)
             logs = self.config.logs
-            configure_logging(logs.level, logs.format, stream=cast(TextIO, _WholeLines(sys.stdout)))
+            configure_logging(
+                logs.level,
+                logs.format,
+                output=logs.output,
+                err_output=logs.err_output,
+                wrap=lambda file: cast(TextIO, _WholeLines(file)),
+            )
             assert self.sock is not None
             link = _WorkerLink(self.sock, control, dict(self.registered))
             code = serve(_worker_config(self.config, slot), worker=link)

@@ -1,6 +1,7 @@
 """Configuration: ``.rr.yaml`` loaded (``${VAR}`` expanded) into frozen, validated models."""
 
 from s3rpc.config.address import ListenAddress, parse_listen
+from s3rpc.config.durations import NonNegativeSeconds, PositiveSeconds, Seconds, parse_duration
 from s3rpc.config.loading import (
     DEFAULT_CONFIG_PATH,
     bucket_from_params,
@@ -15,7 +16,10 @@ from s3rpc.config.models import (
     Config,
     ConfigError,
     Credentials,
+    FileLoggerOptions,
+    LogChannel,
     LogsConfig,
+    MetricCollector,
     MetricsConfig,
     NonNegativeFloat,
     PositiveFloat,
@@ -39,16 +43,22 @@ __all__ = [
     "Config",
     "ConfigError",
     "Credentials",
+    "FileLoggerOptions",
     "ListenAddress",
+    "LogChannel",
     "LogsConfig",
+    "MetricCollector",
     "MetricsConfig",
     "NonNegativeFloat",
+    "NonNegativeSeconds",
     "PositiveFloat",
     "PositiveInt",
+    "PositiveSeconds",
     "RegisterPolicy",
     "ResolvedBucket",
     "RpcConfig",
     "S3Config",
+    "Seconds",
     "ServerConfig",
     "StatusConfig",
     "Visibility",
@@ -57,6 +67,7 @@ __all__ = [
     "config_from_mapping",
     "expand_env",
     "load_config",
+    "parse_duration",
     "parse_listen",
     "resolve_bucket",
 ]
