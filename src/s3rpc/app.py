@@ -4,6 +4,11 @@ start (clients for every bucket, then listen, then ``READY=1``) → serve until 
 drain (stop accepting, finish in-flight calls within ``s3.shutdown_timeout``, cancel the
 rest) → stop (abort unfinished multipart uploads, close clients). Signal handlers only set
 an event; a second signal exits at once.
+
+SIGHUP re-reads the config file (:meth:`App.reload`): a broken file is logged and the running
+config stays; otherwise the ``s3`` section, ``logs.level`` and ``logs.calls`` take effect and a
+change to any other key is logged as needing a restart. Under a systemd watchdog
+(``$WATCHDOG_USEC``) the event loop pings it, so a stuck loop stops the pings.
 """
 
 from __future__ import annotations
@@ -26,14 +31,19 @@ from typing import Any, Protocol
 
 import structlog
 
-from s3rpc.config import Config, parse_listen
+from s3rpc.config import Config, ConfigError, parse_listen
 from s3rpc.errors import ErrorCode, S3RpcError
-from s3rpc.server import RpcServer, notify
-from s3rpc.server.metrics import Metrics
+from s3rpc.logs import set_level
+from s3rpc.metrics import Metrics
+from s3rpc.probes import Probes
+from s3rpc.server import RpcServer, notify, reloading, watchdog_interval
+from s3rpc.server.http import HttpEndpoint
 from s3rpc.storage import BucketManager, build_methods
 
 log = structlog.get_logger("s3rpc")
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: Keys a reload applies; a change to any other key outside ``s3`` needs a restart.
+RELOADABLE = {"logs": ("level", "calls")}
 
 
 class WorkerLink(Protocol):
@@ -48,11 +58,23 @@ class WorkerLink(Protocol):
 
 
 class App:
-    def __init__(self, config: Config, worker: WorkerLink | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        worker: WorkerLink | None = None,
+        load: Callable[[], Config] | None = None,
+    ) -> None:
         self.config = config
         self.worker = worker
+        #: Re-reads the config file (with the command line's overrides); None: no reload.
+        self.load = load
         self.server: RpcServer | None = None
+        self.buckets: BucketManager | None = None
+        self._reload_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.metrics_address: str | None = None
+        #: ``/health`` and ``/ready`` (``status.address``), listening from the start of run().
+        self.probes: Probes | None = None
         self.started = asyncio.Event()
         self.should_exit = asyncio.Event()
         self._shutdown_requested = False
@@ -73,6 +95,44 @@ class App:
         log.info("shutdown_requested", signal=signal.Signals(sig).name if sig else None)
         self.should_exit.set()
 
+    def request_reload(self) -> None:
+        """SIGHUP: reload in a task of its own; reloads run one after the other."""
+        task = asyncio.get_running_loop().create_task(self.reload())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def reload(self) -> bool:
+        """Re-read the config file and apply what can change while serving; True when applied.
+
+        systemd sees ``RELOADING=1`` and then ``READY=1`` whatever the outcome, so
+        ``systemctl reload`` never hangs; a failure is logged (``config_reload_failed``, naming
+        the key) and reported in ``STATUS=``, and the running config stays.
+        """
+        async with self._reload_lock:
+            if self.load is None or self.buckets is None or self.should_exit.is_set():
+                return False
+            reloading()
+            try:
+                new = self.load()
+                effective, restart = split_reload(self.config, new)
+                done = await self.buckets.reload(effective.s3)
+            except ConfigError as exc:
+                return _reload_failed(str(exc))
+            except S3RpcError as exc:
+                return _reload_failed(exc.wire_text())
+            for key in restart:
+                log.warning("config_reload_needs_restart", key=key, action="kept the running value")
+            if effective.logs.level != self.config.logs.level:
+                set_level(effective.logs.level)
+            if self.server is not None:
+                self.server.state.call_lines = effective.logs.calls
+            self.config = effective
+            log.info(
+                "config_reloaded", added=done.added, changed=done.changed, removed=done.removed
+            )
+            notify("READY=1\nSTATUS=serving; configuration reloaded")
+            return True
+
     async def run(self, *, install_signals: bool = True) -> None:
         raise_fd_limit()
         tune_allocator()
@@ -81,37 +141,87 @@ class App:
         if install_signals:
             for sig in HANDLED_SIGNALS:
                 loop.add_signal_handler(sig, self.request_shutdown, sig)
+            if self.load is not None:
+                loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         try:
             async with AsyncExitStack() as stack:
+                if self.config.status.address:  # first: /ready answers 503 while starting
+                    self.probes = await _serve_status(self.config, stack)
                 buckets = await stack.enter_async_context(BucketManager(self.config.s3))
+                self.buckets = buckets
                 if self.worker is not None:
                     await stack.enter_async_context(self.worker.attach(self, buckets))
-                table = build_methods(buckets)
-                metrics = Metrics(table) if self.config.metrics.address else None
+                metrics = Metrics() if self.config.metrics.address else None
+                table = build_methods(buckets, metrics)
                 self.server = RpcServer(
                     table, self.config.rpc, metrics, call_lines=self.config.logs.calls
                 )
                 await self.server.start(self.worker.sock if self.worker is not None else None)
                 if metrics is not None:
-                    self.metrics_address = _serve_metrics(metrics, self.config.metrics.address)
-                    stack.callback(metrics.stop_http)
+                    self.metrics_address = await _serve_metrics(
+                        metrics, self.config.metrics.address, stack
+                    )
                     log.info("metrics_listening", address=f"http://{self.metrics_address}/metrics")
                 stack.push_async_callback(
                     _cancel, asyncio.create_task(_return_memory_when_quiet(self.server))
                 )
+                interval = watchdog_interval()
+                if interval is not None:
+                    stack.push_async_callback(_cancel, asyncio.create_task(_watchdog(interval)))
+                if self.probes is not None:
+                    self.probes.serving(buckets)
                 notify("READY=1")
                 self.started.set()
                 for callback in self._on_ready:
                     callback(self)
                 await self.should_exit.wait()
+                if self.probes is not None:
+                    self.probes.draining()
                 notify("STOPPING=1")
+                for task in list(self._tasks):
+                    await _cancel(task)
                 await self.server.shutdown(self.config.s3.shutdown_timeout)
         finally:
+            self.buckets = None
             if install_signals:
-                for sig in HANDLED_SIGNALS:
+                for sig in (*HANDLED_SIGNALS, signal.SIGHUP):
                     with contextlib.suppress(Exception):
                         loop.remove_signal_handler(sig)
         log.info("exited")
+
+
+def split_reload(old: Config, new: Config) -> tuple[Config, list[str]]:
+    """The config a reload runs with, and the keys whose change needs a restart.
+
+    ``new``'s ``s3`` section and the :data:`RELOADABLE` keys; every other key keeps its
+    ``old`` value, and those whose value differs are named (``rpc.listen``).
+    """
+    update: dict[str, Any] = {"s3": new.s3}
+    restart: list[str] = []
+    for section in type(old).model_fields:
+        if section == "s3":
+            continue
+        before, after = getattr(old, section), getattr(new, section)
+        keep = RELOADABLE.get(section, ())
+        for key in type(before).model_fields:
+            if key not in keep and getattr(before, key) != getattr(after, key):
+                restart.append(f"{section}.{key}")
+        if keep:
+            update[section] = before.model_copy(update={key: getattr(after, key) for key in keep})
+    return old.model_copy(update=update), restart
+
+
+def _reload_failed(error: str) -> bool:
+    log.error("config_reload_failed", error=error, action="kept the running configuration")
+    notify("READY=1\nSTATUS=serving; configuration reload failed, see the log")
+    return False
+
+
+async def _watchdog(interval: float) -> None:
+    """``WATCHDOG=1`` from the event loop: when the loop is stuck, systemd stops hearing it."""
+    while True:
+        notify("WATCHDOG=1")
+        await asyncio.sleep(interval)
 
 
 #: When RSS has grown this much and the burst is over, free memory goes back to the OS.
@@ -207,14 +317,39 @@ def raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def _serve_metrics(metrics: Metrics, address: str) -> str:
+async def _serve_metrics(metrics: Metrics, address: str, stack: AsyncExitStack) -> str:
+    """``/metrics`` (only) on ``metrics.address``, stopped with ``stack``; the bound address."""
+
+    async def scrape() -> tuple[int, str, bytes]:
+        # In a thread: with many buckets the text takes milliseconds to build.
+        return await asyncio.to_thread(metrics.exposition)
+
+    endpoint = HttpEndpoint({"/metrics": scrape})
     try:
-        return metrics.serve_http(address)
-    except OSError as exc:
+        bound = await endpoint.start(address)
+    except (OSError, ValueError) as exc:
         raise S3RpcError(
             ErrorCode.INVALID_CONFIG,
-            f"metrics.address: cannot listen on {address}: {exc.strerror or exc}",
+            f"metrics.address: cannot listen on {address}: {getattr(exc, 'strerror', None) or exc}",
         ) from None
+    stack.push_async_callback(endpoint.stop)
+    return bound
+
+
+async def _serve_status(config: Config, stack: AsyncExitStack) -> Probes:
+    """``/health`` and ``/ready`` on ``status.address``, stopped last (after the drain)."""
+    probes = Probes(config.status)
+    try:
+        bound = await probes.start(config.status.address)
+    except (OSError, ValueError) as exc:
+        raise S3RpcError(
+            ErrorCode.INVALID_CONFIG,
+            f"status.address: cannot listen on {config.status.address}: "
+            f"{getattr(exc, 'strerror', None) or exc}",
+        ) from None
+    stack.push_async_callback(probes.stop)
+    log.info("status_listening", address=f"http://{bound}", ready=f"http://{bound}/ready")
+    return probes
 
 
 def run_async(main: Coroutine[Any, Any, None]) -> None:
@@ -232,11 +367,15 @@ def serve(
     config: Config,
     on_ready: Callable[[App], None] | None = None,
     worker: WorkerLink | None = None,
+    load: Callable[[], Config] | None = None,
 ) -> int:
-    """Run the daemon until a signal; the exit code (0 after a clean shutdown)."""
+    """Run the daemon until a signal; the exit code (0 after a clean shutdown).
+
+    ``load`` re-reads the config file on SIGHUP (none: SIGHUP is not handled).
+    """
     # botocore and moto log through stdlib logging; keep their chatter out of our stream.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    app = App(config, worker)
+    app = App(config, worker, load)
     if on_ready is not None:
         app.on_ready(on_ready)
     try:

@@ -6,8 +6,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import structlog
 
@@ -89,27 +90,40 @@ def cmd_serve(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"s3rpc: --listen: {exc}", file=sys.stderr)
             return EXIT_CONFIG
+    if args.workers is not None and not 1 <= args.workers <= 256:
+        print("s3rpc: --workers must be between 1 and 256", file=sys.stderr)
+        return EXIT_CONFIG
+    config = _overridden(config, args)
+    if not _start_logging(config):
+        return EXIT_CONFIG
+    path = os.path.abspath(args.config)
+
+    def load() -> Config:
+        """SIGHUP: the same file read again, with the same command-line overrides."""
+        return _overridden(load_config(path), args)
+
+    return _serve(config, load)
+
+
+def _overridden(config: Config, args: argparse.Namespace) -> Config:
+    """``config`` with ``--listen`` and ``--workers`` applied (already checked)."""
+    if args.listen:
         rpc = config.rpc.model_copy(update={"listen": args.listen})
         config = config.model_copy(update={"rpc": rpc})
     if args.workers is not None:
-        if not 1 <= args.workers <= 256:
-            print("s3rpc: --workers must be between 1 and 256", file=sys.stderr)
-            return EXIT_CONFIG
         rpc = config.rpc.model_copy(update={"workers": args.workers})
         config = config.model_copy(update={"rpc": rpc})
-    if not _start_logging(config):
-        return EXIT_CONFIG
-    return _serve(config)
+    return config
 
 
-def _serve(config: Config) -> int:
+def _serve(config: Config, load: Callable[[], Config]) -> int:
     if config.rpc.workers > 1:
         from s3rpc.workers import supervise
 
-        return supervise(config)
+        return supervise(config, load)
     from s3rpc.app import serve
 
-    return serve(config)
+    return serve(config, load=load)
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -125,7 +139,6 @@ def cmd_dev(args: argparse.Namespace) -> int:
 def cmd_call(args: argparse.Namespace) -> int:
     import base64
     import json
-    import os
 
     from s3rpc.client import Client, RpcError
 

@@ -294,3 +294,10 @@ def configure_logging(
         logger_factory=lambda *_args: writer,
         cache_logger_on_first_use=False,
     )
+
+
+def set_level(level: str) -> None:
+    """Change the level of every logger (a reloaded ``logs.level``); output stays as it is."""
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper()))
+    )

@@ -22,8 +22,19 @@ within ``s3.shutdown_timeout``), exit 0 once all exited cleanly; a second signal
 exits 1. A worker that dies otherwise is restarted (log lines ``worker_exited``,
 ``worker_started``), after a growing pause when it keeps dying young. systemd: ``READY=1`` once
 every worker listens, ``STOPPING=1``, from the supervisor only (NOTIFY_SOCKET is removed from
-the workers' environment). Per-worker state stays per worker: upload sessions (send a session's
-calls over one connection) and metrics — worker i serves ``metrics.address`` at port + i.
+the workers' environment).
+
+SIGHUP: the supervisor re-reads the config file; a broken one is logged (naming the key) and
+nothing else happens. Otherwise it keeps the new config for workers started later and for
+``max_registered``, and forwards SIGHUP to every worker, each of which reloads as a single
+process does (:meth:`s3rpc.app.App.reload`); ``RELOADING=1``/``READY=1`` come from the
+supervisor. Watchdog (``$WATCHDOG_USEC``): the supervisor pings from its selector loop; each
+worker reports from its event loop every half period, and a worker silent for a whole period
+is killed and restarted — one stuck worker does not make systemd restart the service.
+
+Per-worker state stays per worker: upload sessions (send a session's calls over one
+connection), metrics and readiness — worker i serves ``metrics.address`` and
+``status.address`` at port + i.
 """
 
 from __future__ import annotations
@@ -39,18 +50,18 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, TextIO, cast
 
 import msgpack
 import structlog
 
-from s3rpc.app import App, listen_error, serve
-from s3rpc.config import Config, ListenAddress
+from s3rpc.app import App, listen_error, serve, split_reload
+from s3rpc.config import Config, ConfigError, ListenAddress
 from s3rpc.errors import ErrorCode, S3RpcError
 from s3rpc.logs import configure_logging
-from s3rpc.server import notify
+from s3rpc.server import notify, reloading, watchdog_interval
 from s3rpc.server.rpc_server import remove_stale_socket
 from s3rpc.storage import Bucket, BucketManager
 
@@ -91,6 +102,8 @@ class _Worker:
     control: socket.socket
     started: float
     ready: bool = False
+    #: When it last sent anything (its watchdog reports, with a watchdog).
+    seen: float = 0.0
     buffer: bytearray = field(default_factory=bytearray)
 
 
@@ -106,8 +119,13 @@ class _Change:
 
 
 class Supervisor:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, load: Callable[[], Config] | None = None) -> None:
         self.config = config
+        self.load = load
+        self.hup = False
+        #: Seconds between WATCHDOG=1 pings, when systemd set a watchdog.
+        self.watchdog = watchdog_interval()
+        self._next_ping = 0.0
         self.count = config.rpc.workers
         self.address = config.rpc.address
         self.sock: socket.socket | None = None
@@ -164,13 +182,59 @@ class Supervisor:
 
     def _serve(self) -> None:
         while not self.signals:
+            if self.hup:
+                self.hup = False
+                self._reload()
             now = time.monotonic()
             due = [slot for slot, at in self.restart_at.items() if at <= now]
             for slot in due:
                 del self.restart_at[slot]
                 self._spawn(slot)
             wait = min((at - now for at in self.restart_at.values()), default=5.0)
+            if self.watchdog is not None:
+                if now >= self._next_ping:
+                    self._ping(now)
+                wait = min(wait, self._next_ping - now)
             self._poll(max(0.0, min(wait, 5.0)))
+
+    def _ping(self, now: float) -> None:
+        """WATCHDOG=1; first kill any worker whose loop stopped reporting for a whole period."""
+        assert self.watchdog is not None
+        for worker in list(self.workers.values()):
+            if worker.ready and now - worker.seen > 2 * self.watchdog:
+                log.error(
+                    "worker_unresponsive",
+                    worker=worker.slot,
+                    pid=worker.pid,
+                    silent=round(now - worker.seen, 1),
+                    action="killed, to be restarted",
+                )
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid, signal.SIGKILL)
+        notify("WATCHDOG=1")
+        self._next_ping = now + self.watchdog
+
+    def _reload(self) -> None:
+        """SIGHUP: check the file again; when it is valid, every worker reloads it."""
+        if self.load is None:
+            return
+        reloading()
+        try:
+            effective, restart = split_reload(self.config, self.load())
+        except ConfigError as exc:
+            log.error(
+                "config_reload_failed", error=str(exc), action="kept the running configuration"
+            )
+            notify("READY=1\nSTATUS=serving; configuration reload failed, see the log")
+            return
+        self.config = effective
+        for key in restart:
+            log.warning("config_reload_needs_restart", key=key, action="kept the running value")
+        log.info("config_reload_forwarded", workers=sorted(self.workers))
+        for pid in list(self.workers):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGHUP)
+        notify("READY=1\nSTATUS=serving; configuration reloaded")
 
     def _wait_ready(self) -> int | None:
         """None once every worker listens; else the exit code of one that failed to start."""
@@ -286,12 +350,15 @@ class Supervisor:
             signal.set_wakeup_fd(-1)
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
                 signal.signal(sig, signal.SIG_DFL)
+            # Until its event loop handles it: a reload forwarded meanwhile must not kill it.
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
             os.close(self._wake_r)
             os.close(self._wake_w)
             self.selector.close()
             for other in self.workers.values():
                 other.control.close()
-            os.environ.pop("NOTIFY_SOCKET", None)
+            for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+                os.environ.pop(name, None)
             structlog.contextvars.bind_contextvars(worker=slot)
             logs = self.config.logs
             configure_logging(
@@ -302,8 +369,10 @@ class Supervisor:
                 wrap=lambda file: cast(TextIO, _WholeLines(file)),
             )
             assert self.sock is not None
-            link = _WorkerLink(self.sock, control, dict(self.registered))
-            code = serve(_worker_config(self.config, slot), worker=link)
+            link = _WorkerLink(self.sock, control, dict(self.registered), self.watchdog)
+            load = self.load
+            reload = None if load is None else lambda: _worker_config(load(), slot)
+            code = serve(_worker_config(self.config, slot), worker=link, load=reload)
         except BaseException as exc:  # whatever happens, never return
             with contextlib.suppress(BaseException):
                 log.error("worker_failed", error=type(exc).__name__, exc_info=exc)
@@ -370,8 +439,12 @@ class Supervisor:
         def stop(sig: int, _frame: Any) -> None:
             self.signals.append(sig)
 
+        def hup(_sig: int, _frame: Any) -> None:
+            self.hup = True
+
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, stop)
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, hup)
         previous[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, lambda _s, _f: None)
         return previous
 
@@ -397,6 +470,7 @@ class Supervisor:
             with contextlib.suppress(KeyError, ValueError):
                 self.selector.unregister(worker.control)
             return  # it is exiting: reaped on SIGCHLD
+        worker.seen = time.monotonic()
         buffer = worker.buffer
         buffer += data
         while len(buffer) >= _HEADER.size:
@@ -545,15 +619,21 @@ _PIPE_BUF = 4096
 
 
 def _worker_config(config: Config, slot: int) -> Config:
-    """Worker ``slot``'s config: its metrics at port + slot (port 0 stays 0)."""
-    address = config.metrics.address
+    """Worker ``slot``'s config: its metrics and status at port + slot (port 0 stays 0)."""
+    update: dict[str, Any] = {}
+    for section in ("metrics", "status"):
+        part = getattr(config, section)
+        address = _port_plus(part.address, slot)
+        if address != part.address:
+            update[section] = part.model_copy(update={"address": address})
+    return config.model_copy(update=update) if update else config
+
+
+def _port_plus(address: str, slot: int) -> str:
     if not address or slot == 0:
-        return config
+        return address
     host, _, port = address.rpartition(":")
-    if int(port) == 0:
-        return config
-    metrics = config.metrics.model_copy(update={"address": f"{host}:{int(port) + slot}"})
-    return config.model_copy(update={"metrics": metrics})
+    return address if int(port) == 0 else f"{host}:{int(port) + slot}"
 
 
 # --- the worker's side ------------------------------------------------------------------------
@@ -563,9 +643,15 @@ class _WorkerLink:
     """A worker's control socket to the supervisor: the registration peers of its buckets."""
 
     def __init__(
-        self, sock: socket.socket, control: socket.socket, registered: dict[str, dict[str, Any]]
+        self,
+        sock: socket.socket,
+        control: socket.socket,
+        registered: dict[str, dict[str, Any]],
+        report_every: float | None = None,
     ) -> None:
         self.sock = sock
+        #: With a systemd watchdog: how often this worker's loop tells the supervisor it runs.
+        self._report_every = report_every
         self._control = control
         self._replay = registered
         self._writer: asyncio.StreamWriter | None = None
@@ -588,6 +674,9 @@ class _WorkerLink:
         buckets.peers = self
         app.on_ready(lambda _app: self._send({"op": "ready"}))
         reading = asyncio.create_task(self._read(reader, app, buckets))
+        if self._report_every is not None:
+            reporting = asyncio.create_task(self._report(self._report_every))
+            self._tasks.add(reporting)
         try:
             yield
         finally:
@@ -598,6 +687,11 @@ class _WorkerLink:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             self._writer.close()
+
+    async def _report(self, every: float) -> None:
+        while True:
+            self._send({"op": "alive"})
+            await asyncio.sleep(every)
 
     def _send(self, message: Mapping[str, Any]) -> None:
         if self._writer is not None and not self._writer.is_closing():
@@ -714,6 +808,9 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-def supervise(config: Config) -> int:
-    """Run ``config.rpc.workers`` workers under a supervisor until a signal; the exit code."""
-    return Supervisor(config).run()
+def supervise(config: Config, load: Callable[[], Config] | None = None) -> int:
+    """Run ``config.rpc.workers`` workers under a supervisor until a signal; the exit code.
+
+    ``load`` re-reads the config file on SIGHUP (none: SIGHUP is ignored).
+    """
+    return Supervisor(config, load).run()

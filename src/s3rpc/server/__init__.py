@@ -5,6 +5,14 @@ Knows frames and handlers, never S3.
 
 from s3rpc.contract import Handler, Method, MethodTable
 from s3rpc.server.rpc_server import RpcServer
-from s3rpc.server.systemd import notify
+from s3rpc.server.systemd import notify, reloading, watchdog_interval
 
-__all__ = ["Handler", "Method", "MethodTable", "RpcServer", "notify"]
+__all__ = [
+    "Handler",
+    "Method",
+    "MethodTable",
+    "RpcServer",
+    "notify",
+    "reloading",
+    "watchdog_interval",
+]

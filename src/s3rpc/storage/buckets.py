@@ -124,6 +124,15 @@ class Bucket:
 
 
 @dataclass(frozen=True, slots=True)
+class Reloaded:
+    """The file buckets a reload added, rebuilt (settings changed) and removed, by name."""
+
+    added: list[str]
+    changed: list[str]
+    removed: list[str]
+
+
+@dataclass(frozen=True, slots=True)
 class _Upload:
     client: S3Client
     bucket: str
@@ -188,7 +197,7 @@ async def _drain(bucket: Bucket, seconds: float) -> bool:
     except TimeoutError:
         for _ in range(taken):
             semaphore.release()
-        log.warning("unregistered bucket still busy", bucket=bucket.name, waited=seconds)
+        log.warning("retired bucket still busy", bucket=bucket.name, waited=seconds)
         return False
     return True
 
@@ -269,6 +278,9 @@ class BucketManager:
         self._buckets: dict[str, Bucket] = {}
         self._register_lock = asyncio.Lock()
         self._registered: set[str] = set()  # names added by register(), for max_registered
+        #: Buckets replaced or removed (reload, unregister) whose calls are still finishing.
+        self._retiring: set[Bucket] = set()
+        self._retire_tasks: set[asyncio.Task[None]] = set()
         #: The other worker processes (``rpc.workers`` > 1), set before any call is served.
         self.peers: RegistrationPeers | None = None
         self.uploads = UploadTracker()
@@ -312,6 +324,10 @@ class BucketManager:
 
     async def _close(self) -> None:
         stack, self._stack = self._stack, None
+        for task in list(self._retire_tasks):
+            task.cancel()
+        if self._retire_tasks:
+            await asyncio.gather(*self._retire_tasks, return_exceptions=True)
         try:
             # Before the clients close: aborting needs them.
             await self.sessions.close()
@@ -456,18 +472,31 @@ class BucketManager:
         bucket = self._check_registered(name)
         del self._buckets[name]
         self._registered.discard(name)
-        drained = await _drain(bucket, bucket.operation_timeout + CLEANUP_GRACE + 1.0)
-        for hook in self.unregister_hooks:
-            await hook(bucket)
-        closed = False
-        if drained:
-            closed = await self._release_clients(bucket)
+        drained, closed = await self._retire(bucket)
         log.info("bucket unregistered", unregistered=name, drained=drained, client_closed=closed)
         return closed
 
+    async def _retire(self, bucket: Bucket) -> tuple[bool, bool]:
+        """After ``bucket`` left the table: its calls finish, then its unshared clients close.
+
+        Answers (drained, a client was closed).
+        """
+        self._retiring.add(bucket)
+        try:
+            drained = await _drain(bucket, bucket.operation_timeout + CLEANUP_GRACE + 1.0)
+            for hook in self.unregister_hooks:
+                await hook(bucket)
+        finally:
+            self._retiring.discard(bucket)
+        closed = False
+        if drained:
+            closed = await self._release_clients(bucket)
+        return drained, closed
+
     async def _release_clients(self, bucket: Bucket) -> bool:
-        in_use = {id(other.client) for other in self._buckets.values()}
-        in_use |= {id(other.presign_client) for other in self._buckets.values()}
+        users = [*self._buckets.values(), *(b for b in self._retiring if b is not bucket)]
+        in_use = {id(other.client) for other in users}
+        in_use |= {id(other.presign_client) for other in users}
         in_use |= {id(upload.client) for upload in self.uploads._uploads}
         closed = False
         mine = {id(bucket.client): bucket.client, id(bucket.presign_client): bucket.presign_client}
@@ -482,6 +511,82 @@ class BucketManager:
                         await stack.aclose()
                         closed = True
         return closed
+
+    # --- reload (SIGHUP) ---------------------------------------------------------------
+
+    async def reload(self, s3: S3Config) -> Reloaded:
+        """Apply a re-read ``s3`` section; buckets registered at run time stay.
+
+        Every new or changed bucket gets its clients first: if one cannot be built, nothing
+        changes (S3RpcError). Then, in one step, the new config and the bucket table take
+        effect: new calls see added and rebuilt buckets, and BUCKET_NOT_FOUND for removed ones.
+        A replaced or removed bucket finishes its calls in flight in the background (bounded by
+        its ``operation_timeout``; its upload sessions are aborted), then its clients close
+        unless another bucket shares them. A file bucket named like a registered one is not
+        added while the registered one exists.
+        """
+        async with self._register_lock:
+            current = {
+                name: bucket
+                for name, bucket in self._buckets.items()
+                if name not in self._registered
+            }
+            shadowed = sorted(name for name in s3.buckets if name in self._registered)
+            wanted = [
+                resolve_bucket(s3, name, config)
+                for name, config in s3.buckets.items()
+                if name not in self._registered
+            ]
+            fresh = [
+                item
+                for item in wanted
+                if item.name not in current or current[item.name].resolved != item
+            ]
+            pools: dict[str, int] = {}
+            for item in wanted:
+                for ident in self._identities(item.server):
+                    pools[ident] = pools.get(ident, 0) + item.config.max_concurrent_operations
+            built: list[Bucket] = []
+            try:
+                for item in fresh:
+                    built.append(await self._make_bucket(item, pools))
+            except (ValueError, BotoCoreError) as exc:
+                for bucket in built:
+                    await self._release_clients(bucket)
+                raise S3RpcError(
+                    ErrorCode.INVALID_CONFIG,
+                    "the S3 client of a reloaded bucket could not be created",
+                    type(exc).__name__,
+                ) from None
+            names = {item.name for item in wanted}
+            removed = sorted(name for name in current if name not in names)
+            retired = [current[name] for name in removed]
+            retired += [current[b.name] for b in built if b.name in current]
+            self._s3 = s3
+            self.sessions.configure(s3)
+            for bucket in built:
+                self._buckets[bucket.name] = bucket
+            for name in removed:
+                del self._buckets[name]
+            for bucket in retired:
+                task = asyncio.create_task(self._retire_reloaded(bucket))
+                self._retire_tasks.add(task)
+                task.add_done_callback(self._retire_tasks.discard)
+        if shadowed:
+            log.warning(
+                "reload_bucket_shadowed",
+                buckets=shadowed,
+                action="kept the bucket registered at run time; unregister it to use the file's",
+            )
+        return Reloaded(
+            added=sorted(b.name for b in built if b.name not in current),
+            changed=sorted(b.name for b in built if b.name in current),
+            removed=removed,
+        )
+
+    async def _retire_reloaded(self, bucket: Bucket) -> None:
+        drained, closed = await self._retire(bucket)
+        log.info("bucket retired", retired=bucket.name, drained=drained, client_closed=closed)
 
     # --- clients -----------------------------------------------------------------------
 

@@ -121,14 +121,18 @@ class UploadSessions:
     def __init__(self, manager: BucketManager, s3: S3Config) -> None:
         self._manager = manager
         self.uploads = manager.uploads
-        self.ttl = s3.upload_session_ttl
-        self.max_sessions = s3.max_upload_sessions
-        self.max_buffer = s3.max_upload_buffer
+        self.configure(s3)
         self._sessions: dict[str, Session] = {}
         self._ended: collections.OrderedDict[str, _Ended] = collections.OrderedDict()
         #: Bytes buffered by every session together.
         self.buffered = 0
         self._sweeper: asyncio.Task[None] | None = None
+
+    def configure(self, s3: S3Config) -> None:
+        """The limits of ``s3`` (again on reload; open sessions keep their buffers)."""
+        self.ttl = s3.upload_session_ttl
+        self.max_sessions = s3.max_upload_sessions
+        self.max_buffer = s3.max_upload_buffer
 
     def __len__(self) -> int:
         return len(self._sessions)
