@@ -47,9 +47,9 @@ from s3rpc.goridge import (
     parse_request,
 )
 from s3rpc.goridge.rpc import encode_error, encode_response
+from s3rpc.metrics import Metrics
 from s3rpc.server.dispatch import bytes_fields, decode_body, encode_result, resolve
 from s3rpc.server.logger import CachedLogger
-from s3rpc.server.metrics import Metrics
 
 READ_CHUNK = 256 * 1024
 #: How long closing a connection may wait for its unsent answers before it is reset.
@@ -196,7 +196,7 @@ class Connection:
                 **oversized,
             )
             if self.state.metrics is not None:
-                self.state.metrics.protocol_errors.inc()
+                self.state.metrics.frame_rejected("protocol_error")
             self._drop("protocol error")
             return
         except (ConnectionError, OSError):
@@ -311,6 +311,8 @@ class Connection:
     def _refuse(self, frame: Frame) -> None:
         request = parse_request(frame)
         sent = self._write(_error_frame(request, _NOT_STARTED))
+        if self.state.metrics is not None:
+            self.state.metrics.frame_rejected("shutting_down")
         self._log_call(
             request.method, time.perf_counter(), _NOT_STARTED.code.value, 0, sent, _NOT_STARTED
         )
@@ -322,8 +324,6 @@ class Connection:
         self.calls.add(task)
         self.state.calls.add(task)
         self.state.total_calls += 1
-        if self.state.metrics is not None:
-            self.state.metrics.in_flight.inc()
         task.add_done_callback(lambda done: self._call_done(done, ledger))
 
     def _call_done(self, task: asyncio.Task[None], ledger: Ledger) -> None:
@@ -333,8 +333,6 @@ class Connection:
         self.state.calls.discard(task)
         self.slots.release()
         self._last_activity = time.monotonic()
-        if self.state.metrics is not None:
-            self.state.metrics.in_flight.dec()
         if self.draining and not self.calls:
             self._finish()
 
@@ -426,7 +424,7 @@ class Connection:
                 **failure,
             )
         if self.state.metrics is not None:
-            self.state.metrics.call_finished(method, outcome, seconds, size_in, size_out)
+            self.state.metrics.call_answered(outcome)  # counts unknown methods and the like
 
     # --- writing -------------------------------------------------------------------------
 
@@ -633,7 +631,7 @@ class RpcServer:
         state.connections.add(conn)
         state.total_connections += 1
         if state.metrics is not None:
-            state.metrics.connections.inc()
+            state.metrics.rpc_connections.inc()
         try:
             if state.draining:
                 conn.begin_drain()
@@ -643,7 +641,7 @@ class RpcServer:
             if handler is not None:
                 self._handlers.discard(handler)
             if state.metrics is not None:
-                state.metrics.connections.dec()
+                state.metrics.rpc_connections.dec()
 
     def _refuse_connection(self, writer: asyncio.StreamWriter) -> None:
         state = self.state
