@@ -167,7 +167,8 @@ def _unit_settings() -> dict[str, list[str]]:
 
 def test_systemd_unit_is_notify_type_and_runs_as_its_own_user() -> None:
     unit = _unit_settings()
-    assert unit["Type"] == ["notify"]
+    assert unit["Type"] == ["notify-reload"]  # SIGHUP reloads; RELOADING=1 ... READY=1
+    assert unit["WatchdogSec"] == ["30"]
     assert unit["ExecStart"] == ["/opt/s3rpc/venv/bin/s3rpc serve -c /etc/s3rpc/.rr.yaml"]
     assert unit["User"] == ["s3rpc"]
     assert unit["Group"] == ["s3rpc"]
