@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
-from conftest import SECRET_KEY, StartDaemon, unique_bucket
-from s3rpc.config import S3Config, StatusConfig
+from conftest import SECRET_KEY, StartDaemon, daemon_config, run_daemon, unique_bucket
+from reliability.daemon_process import CountingProxy
+from s3rpc.config import S3Config, StatusConfig, config_from_mapping
 from s3rpc.probes import Probes
 from s3rpc.storage import BucketManager
 
@@ -83,8 +85,18 @@ async def test_check_buckets_makes_a_missing_physical_bucket_not_ready(
     assert await get(address, "/ready") == (status, body)
 
 
-async def test_check_buckets_ready_when_every_bucket_answers(start_daemon: StartDaemon) -> None:
-    daemon = await start_daemon(
-        {"a": {}, "b": {}}, status={"address": "127.0.0.1:0", "check_buckets": True}
-    )
-    assert await get(daemon.app.probes.address, "/ready") == (200, {"status": "ready"})
+async def test_check_buckets_ready_when_every_bucket_answers_and_probes_reuse_the_check(
+    moto_endpoint: str, physical_buckets: Callable[..., str]
+) -> None:
+    proxy = CountingProxy(moto_endpoint)  # counts the HeadBucket requests the probes cause
+    proxy.start()
+    try:
+        buckets = {"a": {"bucket": physical_buckets("a")}, "b": {"bucket": physical_buckets("b")}}
+        status = {"address": "127.0.0.1:0", "check_buckets": True}
+        config = config_from_mapping(daemon_config(proxy.endpoint, buckets, status=status))
+        async with run_daemon(config) as daemon:
+            for _ in range(5):
+                assert await get(daemon.app.probes.address, "/ready") == (200, {"status": "ready"})
+        assert proxy.count("HEAD") == 2  # one round for five probes
+    finally:
+        proxy.stop()
