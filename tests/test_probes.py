@@ -74,7 +74,7 @@ async def test_check_buckets_makes_a_missing_physical_bucket_not_ready(
             {
                 "bucket": "gone",
                 "state": "missing",
-                "code": "404",
+                "code": "NoSuchBucket",
                 "http_status": 404,
                 "endpoint": moto_endpoint.removeprefix("http://"),
             }

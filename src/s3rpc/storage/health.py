@@ -97,10 +97,15 @@ async def check_bucket(
                 return result("acl_disabled", "BucketOwnerEnforced")
     except ClientError as exc:
         status, code = client_error_parts(exc)
+        # HeadBucket's errors have no body: S3 says only "404" or "403"; name them as S3 does.
         if status == 404 or code in ("NoSuchBucket", "NotFound", "404"):
-            return result("missing", code or "NoSuchBucket", status)
+            return result(
+                "missing", "NoSuchBucket" if code in ("", "404", "NotFound") else code, status
+            )
         if status == 403 or code in ("AccessDenied", "403", "Forbidden"):
-            return result("denied", code or "AccessDenied", status)
+            return result(
+                "denied", "AccessDenied" if code in ("", "403", "Forbidden") else code, status
+            )
         return result("failed", code or "unknown error", status)
     except TimeoutError:
         return result("unreachable", f"no answer within {seconds:g}s")
