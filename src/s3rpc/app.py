@@ -321,8 +321,9 @@ async def _serve_metrics(metrics: Metrics, address: str, stack: AsyncExitStack) 
     """``/metrics`` (only) on ``metrics.address``, stopped with ``stack``; the bound address."""
 
     async def scrape() -> tuple[int, str, bytes]:
-        # In a thread: with many buckets the text takes milliseconds to build.
-        return await asyncio.to_thread(metrics.exposition)
+        # Taken on the loop (a consistent snapshot), rendered in a thread: with many buckets
+        # the text takes milliseconds to build.
+        return await asyncio.to_thread(Metrics.render, metrics.snapshot())
 
     endpoint = HttpEndpoint({"/metrics": scrape})
     try:
