@@ -457,3 +457,399 @@ def test_bucket_from_params_validates_like_the_file() -> None:
         bucket_from_params(s3, "extra", {"server": "main", "bucket": "x", "visibility": "w"})
     with pytest.raises(ConfigError, match=r"^server: server 'ghost' is not defined"):
         bucket_from_params(s3, "extra", {"server": "ghost", "bucket": "x"})
+
+
+# --- beside RoadRunner: its keys, its durations, the Go plugin's own config ----------------
+
+RR_CONFIGS = Path(__file__).parent / "rr_configs"
+GO_PLUGIN_EXAMPLE = RR_CONFIGS / "s3-storage.rr.yaml.example"
+#: sha256 of the upstream file (tests/rr_configs/README.md): the copy is kept unchanged.
+GO_PLUGIN_EXAMPLE_SHA256 = "04147b320b402bb7ea17349c45a97e9cb90f5de32a9ce51f9c37c02599174488"
+GO_PLUGIN_ENV = {
+    "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+    "AWS_SECRET_ACCESS_KEY": SECRET,
+    "AWS_SESSION_TOKEN": "session-token-x",
+    "AWS_EU_ACCESS_KEY_ID": "AKIAEU",
+    "AWS_EU_SECRET_ACCESS_KEY": SECRET,
+    "DO_SPACES_KEY": "DOKEY",
+    "DO_SPACES_SECRET": SECRET,
+    "B2_APPLICATION_KEY_ID": "B2KEY",
+    "B2_APPLICATION_KEY": SECRET,
+}
+
+
+def test_go_plugin_example_config_is_the_unchanged_upstream_copy() -> None:
+    import hashlib
+
+    assert hashlib.sha256(GO_PLUGIN_EXAMPLE.read_bytes()).hexdigest() == GO_PLUGIN_EXAMPLE_SHA256
+    assert GO_PLUGIN_EXAMPLE_SHA256 in (RR_CONFIGS / "README.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("env", [{}, GO_PLUGIN_ENV], ids=["vars-unset", "vars-set"])
+def test_go_plugin_example_config_loads_unchanged(env: dict[str, str]) -> None:
+    config = load_config(GO_PLUGIN_EXAMPLE, env)
+    s3 = config.s3
+    assert s3.default == "uploads"
+    assert sorted(s3.servers) == [
+        "aws-eu-west",
+        "aws-us-east",
+        "backblaze-us",
+        "do-spaces-nyc",
+        "minio-local",
+    ]
+    assert sorted(s3.buckets) == [
+        "avatars",
+        "backups",
+        "cdn-assets",
+        "dev-storage",
+        "documents",
+        "uploads",
+    ]
+    backups = resolve_bucket(s3, "backups", s3.buckets["backups"])
+    assert backups.server.endpoint == "https://s3.us-west-002.backblazeb2.com"
+    assert (backups.config.part_size, backups.config.concurrency) == (104857600, 10)
+    assert backups.config.max_concurrent_operations == 20
+    assert s3.servers["aws-us-east"].endpoint == ""  # AWS itself
+    assert s3.servers["minio-local"].credentials.key == "minioadmin"
+    aws = s3.servers["aws-us-east"].credentials
+    assert aws.key == env.get("AWS_ACCESS_KEY_ID", "")
+    assert aws.secret.get_secret_value() == env.get("AWS_SECRET_ACCESS_KEY", "")
+    assert aws.token.get_secret_value() == env.get("AWS_SESSION_TOKEN", "")
+    # logs: {level: info, encoding: console, output: stdout, err_output: stderr}
+    logs = config.logs
+    assert (logs.level, logs.format) == ("info", "console")
+    assert (logs.output, logs.err_output) == (("stdout",), ("stderr",))
+    assert config.rpc.listen == "tcp://127.0.0.1:6001"
+    assert config.ignored_keys() == ()
+
+
+#: Every key RoadRunner's logger, rpc, metrics and status plugins define (roadrunner-server/
+#: roadrunner schemas/config/3.0.schema.json; roadrunner-server/logger config.go, zap and slog).
+RR_FULL_SECTIONS = """
+rpc:
+  listen: tcp://127.0.0.1:6101
+logs:
+  mode: production
+  level: warn
+  encoding: json
+  line_ending: "\\n"
+  skip_line_ending: false
+  time_format: "2006-01-02T15:04:05Z07:00"
+  output: ["stdout"]
+  err_output: ["stderr"]
+  file_logger_options:
+    log_output: "/tmp/my.log"
+    max_size: 100
+    max_age: 1
+    max_backups: 5
+    compress: false
+  channels:
+    http:
+      mode: development
+      level: panic
+      encoding: console
+      output: ["stdout"]
+      err_output: ["stderr"]
+    server:
+      mode: production
+      level: info
+      encoding: json
+      format: "%time% [%level%] %message%"
+      time_format: "15:04:05"
+      line_ending: "\\r\\n"
+      skip_line_ending: true
+      output: stdout
+      err_output: ["stdout"]
+      file_logger_options: {log_output: /tmp/x.log}
+metrics:
+  address: 127.0.0.1:2112
+  collect:
+    app_metric_summary:
+      type: summary
+      help: "Custom summary application metric"
+      labels: ["type"]
+      objectives:
+        0.1: 2.3
+        1.0: 1.4
+    app_metric_histogram:
+      type: histogram
+      namespace: app
+      subsystem: jobs
+      help: "Custom histogram application metric"
+      labels: ["type"]
+      buckets: [0.1, 0.2, 0.3, 1.0]
+status:
+  address: 127.0.0.1:2114
+  unavailable_status_code: 503
+  check_timeout: 60
+"""
+
+
+def test_roadrunner_logs_rpc_metrics_status_sections_with_every_key_load(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, RR_FULL_SECTIONS), {})
+    assert config.rpc.listen == "tcp://127.0.0.1:6101"
+    assert (config.logs.level, config.logs.format, config.logs.mode) == (
+        "warning",
+        "json",
+        "production",
+    )
+    assert config.metrics.address == "127.0.0.1:2112"
+    assert config.metrics.collect["app_metric_histogram"].buckets == (0.1, 0.2, 0.3, 1.0)
+    assert config.status.address == "127.0.0.1:2114"
+    assert config.status.unavailable_status_code == 503
+    assert config.status.check_timeout == 60
+    assert config.ignored_keys() == (
+        "logs.line_ending",
+        "logs.skip_line_ending",
+        "logs.time_format",
+        "logs.file_logger_options",
+        "logs.channels.http",
+        "logs.channels.server",
+        "metrics.collect",
+        "status.check_timeout",
+    )
+
+
+@pytest.mark.parametrize(
+    ("level", "expected"),
+    [
+        ("debug", "debug"),
+        ("info", "info"),
+        ("warn", "warning"),
+        ("WARN", "warning"),
+        ("Warning", "warning"),
+        ("error", "error"),
+        ("ERROR", "error"),
+        ("dpanic", "error"),
+        ("panic", "error"),
+        ("fatal", "error"),
+    ],
+)
+def test_roadrunner_log_levels_map_onto_ours(level: str, expected: str) -> None:
+    assert config_from_mapping({"logs": {"level": level}}).logs.level == expected
+
+
+@pytest.mark.parametrize(
+    ("logs", "level", "fmt"),
+    [
+        ({}, "info", "auto"),
+        ({"mode": "production"}, "info", "json"),
+        ({"mode": "Development"}, "debug", "console"),
+        ({"mode": "raw"}, "info", "json"),
+        ({"mode": "off"}, "error", "auto"),
+        ({"mode": "none", "level": "debug"}, "error", "auto"),
+        ({"mode": "production", "level": "debug"}, "debug", "json"),
+        ({"mode": "development", "encoding": "json"}, "debug", "json"),
+        ({"encoding": "console"}, "info", "console"),
+        ({"encoding": "JSON", "format": "json"}, "info", "json"),
+        ({"format": "%time% %message%"}, "info", "auto"),
+        ({"format": "%message%", "mode": "production"}, "info", "json"),
+        # RoadRunner applies channels.<plugin> to that plugin; "s3" is the Go plugin's.
+        (
+            {"level": "info", "channels": {"s3": {"level": "warn", "mode": "production"}}},
+            "warning",
+            "json",
+        ),
+    ],
+)
+def test_roadrunner_logs_mode_encoding_and_channel_pick_level_and_format(
+    logs: dict[str, Any], level: str, fmt: str
+) -> None:
+    config = config_from_mapping({"logs": logs})
+    assert (config.logs.level, config.logs.format) == (level, fmt)
+    # Dumped and validated again (as s3rpc dev does): the same.
+    again = config_from_mapping({"logs": config.logs.model_dump()}).logs
+    assert again.model_dump() == config.logs.model_dump()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("stdout", ("stdout",)),
+        ("STDERR", ("stderr",)),
+        (["stdout", "/var/log/s3rpc.log"], ("stdout", "/var/log/s3rpc.log")),
+        ([], ()),
+    ],
+)
+def test_logs_output_takes_a_string_or_a_list(value: Any, expected: tuple[str, ...]) -> None:
+    config = config_from_mapping({"logs": {"output": value, "err_output": value}})
+    assert config.logs.output == config.logs.err_output == expected
+
+
+@pytest.mark.parametrize(
+    ("data", "key", "words"),
+    [
+        ({"logs": {"modes": "production"}}, "logs.modes", "unknown key"),
+        ({"logs": {"ignored": ["x"]}}, "logs.ignored", "unknown key"),
+        ({"logs": {"mode": "loud"}}, "logs.mode", "'development'"),
+        ({"logs": {"encoding": "xml"}}, "logs.encoding", "'json' or 'console'"),
+        ({"logs": {"encoding": "json", "format": "console"}}, "logs.encoding", "conflicts"),
+        ({"logs": {"output": [""]}}, "logs.output", "stdout, stderr or a file path"),
+        ({"logs": {"err_output": 3}}, "logs.err_output", "stdout, stderr or a file path"),
+        (
+            {"logs": {"channels": {"http": {"levle": "info"}}}},
+            "logs.channels.http.levle",
+            "unknown key",
+        ),
+        (
+            {"logs": {"channels": {"http": {"level": "loud"}}}},
+            "logs.channels.http.level",
+            "must be one of",
+        ),
+        (
+            {"logs": {"file_logger_options": {"max_sizes": 1}}},
+            "logs.file_logger_options.max_sizes",
+            "unknown key",
+        ),
+        ({"metrics": {"colect": {}}}, "metrics.colect", "unknown key"),
+        (
+            {"metrics": {"collect": {"m": {"kind": "gauge"}}}},
+            "metrics.collect.m.kind",
+            "unknown key",
+        ),
+        ({"metrics": {"collect": {"m": {"type": "meter"}}}}, "metrics.collect.m.type", "'gauge'"),
+        ({"status": {"check_timout": 5}}, "status.check_timout", "unknown key"),
+        ({"rpc": {"relay": "pipes"}}, "rpc.relay", "unknown key"),
+        ({"s3": {"encoding": "json"}}, "s3.encoding", "unknown key"),
+    ],
+    ids=lambda value: value if isinstance(value, str) and "." in value else None,
+)
+def test_keys_roadrunner_does_not_define_either_still_fail(data: Any, key: str, words: str) -> None:
+    message = config_error(data)
+    assert message.startswith(f"{key}: "), message
+    assert words in message
+
+
+@pytest.mark.parametrize(("value", "expected"), [(0, 503), (503, 503), (500, 500)])
+def test_status_unavailable_status_code_zero_means_503(value: int, expected: int) -> None:
+    config = config_from_mapping({"status": {"unavailable_status_code": value}})
+    assert config.status.unavailable_status_code == expected
+
+
+# --- durations ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("30s", 30.0),
+        ("1m", 60.0),
+        ("1h30m", 5400.0),
+        ("500ms", 0.5),
+        ("1.5s", 1.5),
+        ("1h3m40s500ms", 3820.5),
+        (".2m", 12.0),
+        ("2.5h", 9000.0),
+        ("250000us", 0.25),
+        ("1000000000ns", 1.0),
+        (" 45s ", 45.0),
+        (30, 30.0),
+        (2.5, 2.5),
+        ("30", 30.0),
+        ("1.5", 1.5),
+    ],
+)
+def test_duration_strings_and_plain_seconds(value: Any, seconds: float) -> None:
+    assert parse_duration_field(value) == pytest.approx(seconds)
+
+
+def parse_duration_field(value: Any) -> float:
+    return config_from_mapping({"rpc": {"read_timeout": value}}).rpc.read_timeout
+
+
+SECONDS_FIELDS = [
+    ("rpc.read_timeout", lambda c: c.rpc.read_timeout),
+    ("rpc.idle_timeout", lambda c: c.rpc.idle_timeout),
+    ("rpc.write_timeout", lambda c: c.rpc.write_timeout),
+    ("s3.shutdown_timeout", lambda c: c.s3.shutdown_timeout),
+    ("s3.operation_timeout", lambda c: c.s3.operation_timeout),
+    ("s3.upload_session_ttl", lambda c: c.s3.upload_session_ttl),
+    ("s3.servers.main.connect_timeout", lambda c: c.s3.servers["main"].connect_timeout),
+    ("s3.servers.main.read_timeout", lambda c: c.s3.servers["main"].read_timeout),
+    ("s3.buckets.uploads.operation_timeout", lambda c: c.s3.buckets["uploads"].operation_timeout),
+    ("s3.buckets.inline.connect_timeout", lambda c: c.s3.buckets["inline"].connect_timeout),
+    ("s3.buckets.inline.read_timeout", lambda c: c.s3.buckets["inline"].read_timeout),
+    ("status.check_timeout", lambda c: c.status.check_timeout),
+]
+
+
+def at(key: str, value: Any) -> dict[str, Any]:
+    """A valid document with ``value`` at the dotted ``key``."""
+    data = with_bucket()
+    data["s3"]["buckets"]["inline"] = {"bucket": "i"}
+    node = data
+    *parents, last = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+    return data
+
+
+@pytest.mark.parametrize(("key", "get"), SECONDS_FIELDS, ids=[k for k, _ in SECONDS_FIELDS])
+def test_every_seconds_field_takes_a_duration_string(key: str, get: Any) -> None:
+    assert get(config_from_mapping(at(key, "1m30s"))) == 90.0
+    assert get(config_from_mapping(at(key, "750ms"))) == 0.75
+    assert get(config_from_mapping(at(key, 12))) == 12.0
+
+
+@pytest.mark.parametrize(("key", "_get"), SECONDS_FIELDS, ids=[k for k, _ in SECONDS_FIELDS])
+@pytest.mark.parametrize("bad", ["30x", "s", "1m-", "thirty", "", "1 m", True])
+def test_a_bad_duration_names_its_key(key: str, _get: Any, bad: Any) -> None:
+    message = config_error(at(key, bad))
+    assert message.startswith(f"{key}: "), message
+    assert "duration such as 30s" in message
+
+
+def test_a_negative_duration_is_refused_by_the_field_range() -> None:
+    assert "greater than 0" in config_error({"rpc": {"read_timeout": "-1s"}})
+    assert config_from_mapping({"rpc": {"idle_timeout": "0s"}}).rpc.idle_timeout == 0.0
+
+
+# --- an empty ${VAR} is named ---------------------------------------------------------------------
+
+
+def test_an_empty_or_unset_variable_is_named_in_the_error(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        s3:
+          servers:
+            x:
+              endpoint: ${S3_ENDPOINT}x
+              credentials: {key: AK, secret: "${S3_SECRET}"}
+          buckets:
+            uploads: {server: x, bucket: "$S3_BUCKET"}
+        rpc:
+          read_timeout: ${RPC_TIMEOUT:-}
+        """,
+    )
+    env = {"S3_SECRET": SECRET, "S3_ENDPOINT": ""}
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env)
+    message = str(info.value)
+    assert (
+        "s3.servers.x.endpoint: must be an http:// or https:// URL"
+        " (from ${S3_ENDPOINT}, which is empty or unset)" in message
+    )
+    assert "s3.buckets.uploads.bucket: " in message
+    assert "(from $S3_BUCKET, which is empty or unset)" in message
+    assert "rpc.read_timeout: " in message
+    assert "(from ${RPC_TIMEOUT}, which is empty or unset)" in message
+    assert SECRET not in message
+
+
+def test_a_set_variable_with_a_bad_value_is_not_named_nor_echoed() -> None:
+    message = config_error(
+        {"s3": {"servers": {"x": {"endpoint": "${S3_ENDPOINT}"}}}}, {"S3_ENDPOINT": SECRET}
+    )
+    assert message.startswith("s3.servers.x.endpoint: ")
+    assert "S3_ENDPOINT" not in message
+    assert SECRET not in message
+
+
+def test_an_empty_variable_where_empty_is_fine_is_no_error() -> None:
+    config = config_from_mapping(
+        {"s3": {"servers": {"x": {"region": "${S3_REGION}", "endpoint": "$E"}}}}, {}
+    )
+    assert config.s3.servers["x"].region == "us-east-1"
+    assert config.s3.servers["x"].endpoint == ""

@@ -136,14 +136,14 @@ def _outputs(value: Any) -> Any:
     """RoadRunner writes ``output: stdout`` or ``output: [stdout, /var/log/rr.log]``."""
     if isinstance(value, str):
         value = [value]
-    if isinstance(value, list | tuple):
-        if not all(isinstance(item, str) and item.strip() for item in value):
-            raise ValueError("must be stdout, stderr or a file path (or a list of them)")
-        return tuple(
-            item.strip().lower() if item.strip().lower() in ("stdout", "stderr") else item
-            for item in value
-        )
-    return value
+    if not isinstance(value, list | tuple) or not all(
+        isinstance(item, str) and item.strip() for item in value
+    ):
+        raise ValueError("must be stdout, stderr or a file path (or a list of them)")
+    return tuple(
+        item.strip().lower() if item.strip().lower() in ("stdout", "stderr") else item
+        for item in value
+    )
 
 
 class FileLoggerOptions(_Model):
@@ -257,11 +257,11 @@ class LogsConfig(_Model):
                 data["format"] = fmt
         if data.get("format") is None:
             data.pop("format", None)
-            if isinstance(encoding, str):
+            if encoding in ("json", "console"):
                 data["format"] = encoding
             elif isinstance(mode, str) and mode in _MODE_DEFAULTS:
                 data["format"] = _MODE_DEFAULTS[mode][0]
-        elif isinstance(encoding, str) and data["format"] != encoding:
+        elif encoding in ("json", "console") and data["format"] != encoding:
             raise _KeyedError("encoding", "conflicts with logs.format; give only one of them")
         level = data.get("level")
         if isinstance(level, str):
