@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
 
-from s3rpc.logs import REDACTED, configure_logging, redact_secrets
+from s3rpc.config import config_from_mapping
+from s3rpc.logs import REDACTED, LineWriter, LogOutputError, configure_logging, redact_secrets
 
 CANARY = "canary-secret-7c1e9b"
 
@@ -189,3 +192,71 @@ def test_a_log_line_with_text_that_is_not_utf8_is_written_escaped() -> None:
     structlog.get_logger("t").info("call", pathname="bad-\udcff-name")
     line = json.loads(stream.getvalue().splitlines()[-1])
     assert line["pathname"] == "bad-\udcff-name"
+
+
+# --- RoadRunner's logs.output / logs.err_output / level names -----------------------------------
+
+
+def test_output_files_get_every_line_appended(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.log", tmp_path / "b.log"
+    first.write_text("kept\n", encoding="utf-8")
+    configure_logging("info", "json", output=[str(first), str(second)])
+    structlog.get_logger("t").info("call", method="s3.Read")
+    structlog.get_logger("t").error("failed", method="s3.Write")
+    assert first.read_text(encoding="utf-8").splitlines()[0] == "kept"
+    for path in (first, second):
+        events = [json.loads(line)["event"] for line in path.read_text().splitlines()[-2:]]
+        assert events == ["call", "failed"]
+    assert second.stat().st_mode & 0o777 == 0o644 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_reconfiguring_closes_the_files_it_opened(tmp_path: Path) -> None:
+    import s3rpc.logs as logs_module
+
+    configure_logging("info", "json", output=[str(tmp_path / "a.log")])
+    (writer,) = logs_module._writers
+    opened = list(writer._owned)
+    configure_logging("info", "json", stream=io.StringIO())
+    assert opened
+    assert all(file.closed for file in opened)
+
+
+def test_an_output_that_cannot_be_opened_names_the_key_and_path(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-dir" / "s3rpc.log"
+    with pytest.raises(LogOutputError, match=r"^logs\.output: cannot open .*no-such-dir"):
+        configure_logging("info", "json", output=[str(missing)])
+    with pytest.raises(LogOutputError, match=r"^logs\.err_output: cannot open "):
+        configure_logging("info", "json", err_output=[str(missing)])
+
+
+class BrokenStream(io.StringIO):
+    def write(self, text: str) -> int:
+        raise OSError(28, "No space left on device")
+
+
+def test_a_failing_output_is_reported_once_on_err_output_and_others_still_get_lines() -> None:
+    good, bad, errors = io.StringIO(), BrokenStream(), io.StringIO()
+    writer = LineWriter(good, bad, errors=[errors], names=["stdout", "/var/log/full.log"])
+    writer.error("one")
+    writer.error("two")
+    assert good.getvalue() == "one\ntwo\n"
+    assert errors.getvalue() == (
+        "s3rpc: cannot write log lines to /var/log/full.log: No space left on device\n"
+    )
+
+
+def test_roadrunner_warn_level_from_the_config_filters_info_lines() -> None:
+    level = config_from_mapping({"logs": {"level": "warn", "encoding": "json"}}).logs.level
+    out = io.StringIO()
+    configure_logging(level, "json", stream=out)
+    log = structlog.get_logger("t")
+    log.info("hidden")
+    log.warning("shown")
+    log.error("also_shown")
+    assert [line["event"] for line in lines(out)] == ["shown", "also_shown"]
