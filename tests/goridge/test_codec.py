@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from s3rpc.goridge import CodecError, Flag, codec_for_flags
-from s3rpc.goridge.codec import JSON, MSGPACK, STEP, Codec
+from s3rpc.goridge.codec import JSON, MSGPACK, STEP, Base64InPlace, Codec
 
 SETTINGS = settings(max_examples=200, deadline=None)
 
@@ -318,3 +318,62 @@ def test_msgpack_deep_nesting_in_a_large_body_is_refused_not_a_recursion_error()
     body = b"\x82\xa7content\xc4\x01x\xa1n" + b"\x91" * 200_000 + b"\xc0"
     with pytest.raises(CodecError):
         MSGPACK.decode(body, RAW)
+
+
+# --- large base64 JSON content decoded where it lies in the frame -----------------------------
+
+
+def _json_frame(document: bytes) -> memoryview:
+    """A request body as the server holds it: a writable view into the frame's payload."""
+    payload = bytearray(b"s3.Write" + document)
+    return memoryview(payload)[len(b"s3.Write") :]
+
+
+@pytest.mark.parametrize("size", [70_000, 3 * STEP + 5, 3 * STEP])
+@pytest.mark.parametrize("php_slashes", [False, True], ids=["plain", "php-escaped-slashes"])
+def test_json_large_content_is_decoded_in_place_byte_exact(size: int, php_slashes: bool) -> None:
+    data = os.urandom(size)
+    text = orjson.dumps(
+        {"pathname": "a/b.bin", "content": base64.b64encode(data).decode(), "meta": {"k": "v/w"}}
+    )
+    if php_slashes:  # PHP's json_encode writes every "/" as "\/"
+        text = text.replace(b"/", b"\\/")
+    body = _json_frame(text)
+    value = JSON.decode(body, RAW)
+    assert isinstance(value["content"], Base64InPlace)
+    content = JSON.to_bytes(value["content"], "content")
+    assert content == data
+    assert isinstance(content, memoryview)
+    assert content.obj is body.obj  # the frame's own buffer, no copy
+    assert value["pathname"] == "a/b.bin"
+    assert value["meta"] == {"k": "v/w"}
+
+
+def test_json_in_place_decoding_takes_only_the_top_level_field() -> None:
+    text = base64.b64encode(os.urandom(100_000)).decode()
+    value = JSON.decode(_json_frame(orjson.dumps({"meta": {"content": text}})), RAW)
+    assert value == {"meta": {"content": text}}  # nested: parsed as usual
+    later_wins = b'{"content":"' + text.encode() + b'","content":"QUFB"}'
+    assert JSON.decode(_json_frame(later_wins), RAW) == {"content": "QUFB"}
+
+
+def test_json_other_escapes_in_large_content_fall_back_to_the_parser() -> None:
+    document = b'{"content":"' + b"QUFB" * 30_000 + b'\\u0041AAA"}'
+    value = JSON.decode(_json_frame(document), RAW)
+    assert value["content"] == "QUFB" * 30_000 + "AAAA"
+
+
+@pytest.mark.parametrize(
+    "text", ["A" * 100_001, "QUFB" * 30_000 + "=QUF", "QUFB" * 30_000 + "!!!!"]
+)
+def test_json_invalid_large_base64_in_place_names_the_field(text: str) -> None:
+    value = JSON.decode(_json_frame(orjson.dumps({"content": text})), RAW)
+    with pytest.raises(CodecError, match="field 'content'"):
+        JSON.to_bytes(value["content"], "content")
+
+
+def test_json_read_only_or_small_bodies_are_parsed_as_before() -> None:
+    document = orjson.dumps({"content": base64.b64encode(os.urandom(100_000)).decode()})
+    assert JSON.decode(document, RAW) == orjson.loads(document)
+    small = orjson.dumps({"content": "QUFB"})
+    assert JSON.decode(_json_frame(small), RAW) == {"content": "QUFB"}

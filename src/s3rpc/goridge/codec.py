@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ctypes
+import os
+import re
 import struct
 from collections.abc import Generator, Iterator
 from typing import Any, ClassVar, Final
@@ -93,6 +96,10 @@ class JsonCodec(Codec):
     decoding_overhead = 3.0
 
     def decode(self, body: bytes | memoryview, raw_fields: frozenset[str] = frozenset()) -> Any:
+        if raw_fields and len(body) >= RAW_MIN and isinstance(body, memoryview):
+            value = _json_with_raw_field(body, raw_fields)
+            if value is not None:
+                return value
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -102,6 +109,8 @@ class JsonCodec(Codec):
         return orjson.dumps(value, default=_bytes_as_base64)
 
     def to_bytes_steps(self, value: Any, field: str) -> Generator[None, None, Bytes]:
+        if isinstance(value, Base64InPlace):
+            return (yield from value.decode_steps(field))
         if not isinstance(value, str):
             raise CodecError(
                 f"field '{field}' must be a base64 string under the JSON codec, "
@@ -188,6 +197,113 @@ class MsgpackCodec(Codec):
                 yield packer.pack(key) + packer.pack(item)
 
 
+class Base64InPlace:
+    """A large base64 JSON string still inside a writable request frame, to be decoded where
+    it lies: the bytes take the text's place (they are shorter), so the object costs no
+    memory beyond the frame. PHP's ``json_encode`` escapes ``/`` as ``\\/``; that is the only
+    escape such a string may hold (checked before it is chosen)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: memoryview) -> None:
+        self.text = text
+
+    def decode_steps(self, field: str) -> Generator[None, None, memoryview]:
+        bad = CodecError(f"field '{field}' must be base64 text under the JSON codec")
+        view, size = self.text, len(self.text)
+        read = written = 0
+        carry = b""
+        try:
+            while read < size or carry:
+                chunk = carry + bytes(view[read : read + _DECODE_STEP])
+                read += _DECODE_STEP
+                if read < size and chunk.endswith(b"\\"):
+                    chunk += bytes(view[read : read + 1])  # keep an escape in one piece
+                    read += 1
+                chunk = chunk.replace(b"\\/", b"/")
+                last = read >= size
+                usable = len(chunk) if last else len(chunk) - len(chunk) % 4
+                carry = chunk[usable:]
+                if last and carry:
+                    raise bad
+                decoded = binascii.a2b_base64(chunk[:usable], strict_mode=True)
+                if not last and len(decoded) != usable // 4 * 3:
+                    raise bad  # padding before the end
+                view[written : written + len(decoded)] = decoded
+                written += len(decoded)
+                if last:
+                    break
+                yield
+        except (binascii.Error, ValueError):
+            raise bad from None
+        return view[:written]
+
+
+def _json_string_end(raw: bytearray, start: int, stop: int) -> int:
+    """The index of the quote closing the JSON string opening at ``start``; -1 if none."""
+    position = start + 1
+    while True:
+        end = raw.find(b'"', position, stop)
+        if end < 0:
+            return -1
+        backslashes = 0
+        while raw[end - 1 - backslashes] == 0x5C:
+            backslashes += 1
+        if backslashes % 2 == 0:
+            return end
+        position = end + 1
+
+
+def _json_with_raw_field(body: memoryview, raw_fields: frozenset[str]) -> dict[Any, Any] | None:
+    """A top-level JSON object whose one large ``raw_fields`` string is left in the frame as a
+    :class:`Base64InPlace`; None whenever that is not certain (the caller then parses it the
+    usual way). The rest of the object is parsed by orjson, with a random placeholder where
+    the string was, so the string is taken only if it is the top-level field's value."""
+    raw = body.obj
+    if body.readonly or not isinstance(raw, bytearray) or len(raw_fields) != 1:
+        return None
+    offset = _offset_in(raw, body)
+    if offset is None:
+        return None
+    stop = offset + len(body)
+    (name,) = raw_fields
+    key = re.compile(rb'"' + re.escape(name.encode()) + rb'"[ \t\r\n]*:[ \t\r\n]*"')
+    found = key.search(raw, offset, stop)
+    if found is None:
+        return None
+    start = found.end() - 1
+    end = _json_string_end(raw, start, stop)
+    if end < 0 or end - start - 1 < RAW_MIN or len(body) - (end + 1 - start) > RAW_REST_MAX:
+        return None
+    placeholder = f"s3rpc-raw-{os.urandom(12).hex()}"
+    try:
+        value = orjson.loads(
+            b"".join((raw[offset:start], b'"', placeholder.encode(), b'"', raw[end + 1 : stop]))
+        )
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(value, dict) or value.get(name) != placeholder:
+        return None  # not the top-level field, or a later one of the same name wins
+    backslashes = raw.count(b"\\", start, end)
+    if backslashes and backslashes != raw.count(b"\\/", start, end):
+        return None  # escapes other than \/ : orjson reads them
+    value[name] = Base64InPlace(body[start + 1 - offset : end - offset])
+    return value
+
+
+def _offset_in(raw: bytearray, view: memoryview) -> int | None:
+    """Where the writable ``view`` starts inside ``raw``, the buffer it views."""
+    if not view.c_contiguous or view.itemsize != 1 or len(view) == 0:
+        return None
+    first = ctypes.c_char.from_buffer(view)
+    base = ctypes.c_char.from_buffer(raw)
+    offset = ctypes.addressof(first) - ctypes.addressof(base)
+    del first, base  # release the buffer exports
+    if not 0 <= offset <= len(raw) - len(view):
+        return None
+    return offset
+
+
 def _unpack(body: bytes | memoryview) -> Any:
     try:
         return msgpack.unpackb(
@@ -201,6 +317,8 @@ def _unpack(body: bytes | memoryview) -> Any:
 #: are taken from the frame as memoryviews instead of being copied out of it; a field
 #: value is taken so when it is at least :data:`RAW_MIN` bytes long.
 RAW_MIN = 64 * 1024
+#: JSON only: the rest of the object (parsed by orjson as a copy) must be at most this large.
+RAW_REST_MAX = 1 << 20
 _U8, _U16, _U32 = struct.Struct(">B"), struct.Struct(">H"), struct.Struct(">I")
 #: Fixed-size msgpack types: first byte -> whole length.
 _FIXED = {0xC0: 1, 0xC2: 1, 0xC3: 1, 0xCA: 5, 0xCB: 9, 0xCC: 2, 0xCD: 3, 0xCE: 5, 0xCF: 9}
