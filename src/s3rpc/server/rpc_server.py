@@ -349,7 +349,7 @@ class Connection:
         try:
             codec, method = resolve(self.table, request)
             ledger.scale = codec.encoding_overhead
-            fields = decode_body(codec, request.body)
+            fields = decode_body(codec, request.body, method.bytes_fields)
             if size_in > READ_CHUNK:
                 # A large payload is decoded: let it go before object bytes are converted.
                 request = dataclasses.replace(request, body=_NO_BODY)
