@@ -36,7 +36,7 @@ async def bytes_echo(params: dict[str, Any]) -> Any:
     return {
         "content": content,
         "type": "bytes" if isinstance(content, bytearray) else type(content).__name__,
-        "size": len(content) if isinstance(content, bytes | bytearray) else None,
+        "size": len(content) if isinstance(content, bytes | bytearray | memoryview) else None,
     }
 
 
