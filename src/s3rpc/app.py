@@ -396,7 +396,9 @@ RR_RPC_PORT = 6001
 
 def listen_error(listen: str, exc: OSError) -> str:
     """Why ``rpc.listen`` could not be bound, and what to change (the key and ``--listen``)."""
-    text = f"rpc.listen: cannot listen on {listen}: {exc.strerror or exc}"
+    # uvloop's strerror repeats the address ("error while attempting to bind on address ...").
+    reason = os.strerror(exc.errno) if exc.errno else exc.strerror or str(exc)
+    text = f"rpc.listen: cannot listen on {listen}: {reason}"
     if exc.errno != errno.EADDRINUSE:
         return text
     text += (

@@ -1,0 +1,138 @@
+"""Beside RoadRunner: the same ``.rr.yaml`` through the CLI; a taken ``rpc.listen`` explained."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from s3rpc.app import listen_error
+
+RR_CONFIGS = Path(__file__).parent / "rr_configs"
+CANARY = "beside-rr-canary-5e0f1a"
+RUN_TIMEOUT = 60
+GO_PLUGIN_VARS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_EU_ACCESS_KEY_ID",
+    "AWS_EU_SECRET_ACCESS_KEY",
+    "DO_SPACES_KEY",
+    "DO_SPACES_SECRET",
+    "B2_APPLICATION_KEY_ID",
+    "B2_APPLICATION_KEY",
+)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k not in GO_PLUGIN_VARS}
+    return subprocess.run(
+        [sys.executable, "-m", "s3rpc", *args],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        env={**base, **(env or {})},
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("with_vars", [False, True], ids=["vars-unset", "vars-set"])
+def test_check_config_accepts_the_go_plugin_example_unchanged(with_vars: bool) -> None:
+    env = {name: CANARY for name in GO_PLUGIN_VARS} if with_vars else {}
+    result = run_cli("check-config", "-c", str(RR_CONFIGS / "s3-storage.rr.yaml.example"), env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("configuration OK: listen tcp://127.0.0.1:6001; buckets: ")
+    assert "default: uploads" in result.stdout
+    assert CANARY not in result.stdout + result.stderr
+
+
+def test_check_config_lists_the_roadrunner_keys_it_accepts_and_does_not_use(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / ".rr.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "version": "3",
+                "rpc": {"listen": "tcp://127.0.0.1:6101"},
+                "logs": {"level": "warn", "line_ending": "\n", "channels": {"http": {}}},
+                "metrics": {"collect": {"app_total": {"type": "counter"}}},
+                "status": {"address": "127.0.0.1:2114", "check_timeout": 60},
+            }
+        )
+    )
+    result = run_cli("check-config", "-c", str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1] == (
+        "RoadRunner keys accepted, not used: logs.line_ending, logs.channels.http, "
+        "metrics.collect, status.check_timeout"
+    )
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_taken_port_names_rpc_listen_and_the_flag_and_logs_go_to_logs_output(
+    tmp_path: Path, workers: int
+) -> None:
+    log_file = tmp_path / "s3rpc.log"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        path = tmp_path / ".rr.yaml"
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "rpc": {"listen": f"tcp://127.0.0.1:{port}", "workers": workers},
+                    "logs": {"level": "debug", "encoding": "json", "output": str(log_file)},
+                    "metrics": {"collect": {"app_total": {"type": "counter"}}},
+                }
+            )
+        )
+        result = run_cli("serve", "-c", str(path))
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"s3rpc: rpc.listen: cannot listen on tcp://127.0.0.1:{port}: Address already in use; "
+        "another process holds this address: pick another one with rpc.listen in the config "
+        "or --listen on the command line"
+    )
+    assert result.stdout == ""  # log lines went to logs.output
+    events = [json.loads(line) for line in log_file.read_text().splitlines()]
+    ignored = [e for e in events if e["event"] == "config_key_ignored"]
+    assert [e["key"] for e in ignored] == ["metrics.collect"]
+
+
+def test_a_unix_socket_another_process_listens_on_names_rpc_listen_and_the_flag(
+    tmp_path: Path,
+) -> None:
+    sock_path = tmp_path / "s3rpc.sock"
+    with socket.socket(socket.AF_UNIX) as taken:
+        taken.bind(str(sock_path))
+        taken.listen()
+        path = tmp_path / ".rr.yaml"
+        path.write_text(yaml.safe_dump({"rpc": {"listen": f"unix://{sock_path}"}}))
+        result = run_cli("serve", "-c", str(path))
+    assert result.returncode == 2, result.stderr
+    assert f"rpc.listen: another process is listening on {sock_path}" in result.stderr
+    assert "--listen" in result.stderr
+
+
+def test_port_6001_taken_hints_at_roadrunners_own_rpc() -> None:
+    taken = OSError(errno.EADDRINUSE, "Address already in use")
+    message = listen_error("tcp://127.0.0.1:6001", taken)
+    assert message.startswith("rpc.listen: cannot listen on tcp://127.0.0.1:6001: ")
+    assert "--listen" in message
+    assert "6001 is RoadRunner's own RPC port" in message
+    assert "unix://" in message
+    assert "RR_RPC" in message
+    assert "RoadRunner" not in listen_error("tcp://127.0.0.1:6002", taken)
+    refused = OSError(errno.EACCES, "Permission denied")
+    assert listen_error("tcp://0.0.0.0:6001", refused) == (
+        "rpc.listen: cannot listen on tcp://0.0.0.0:6001: Permission denied"
+    )
