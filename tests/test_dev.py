@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ import boto3
 import pytest
 
 from conftest import free_port
-from s3rpc.client import Client
+from s3rpc.client import Client, RpcError
 from s3rpc.config import load_config
 from s3rpc.dev import DEFAULT_BUCKETS, dev_config
 
@@ -62,14 +63,18 @@ class DevProcess:
             raise
 
 
-def start_dev(workdir: Path, *extra: str) -> DevProcess:
-    """Start ``s3rpc dev`` on a free loopback port and wait (polling) until it answers RPC."""
+def start_dev(workdir: Path, *extra: str, file_listens: str | None = None) -> DevProcess:
+    """Start ``s3rpc dev`` on a free loopback port and wait (polling) until it answers RPC.
+
+    ``file_listens``: no ``--listen``; the config file given in ``extra`` listens there.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
-    address = f"tcp://127.0.0.1:{free_port()}"
+    address = file_listens or f"tcp://127.0.0.1:{free_port()}"
+    listen = [] if file_listens else ["--listen", address]
     stdout, stderr = workdir / "dev.out", workdir / "dev.err"
     with stdout.open("wb") as out, stderr.open("wb") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "s3rpc", "dev", "--listen", address, *extra],
+            [sys.executable, "-m", "s3rpc", "dev", *listen, *extra],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
@@ -128,7 +133,9 @@ def test_banner_mentions_the_address_and_that_data_lives_in_memory(dev: DevProce
     banner = dev.stdout.read_text(errors="replace")
     assert f"serving RPC on {dev.address}" in banner
     assert "memory" in banner
-    assert f"s3rpc call --rpc {dev.address} s3.Write" in banner
+    # the running interpreter's absolute path: works without an activated virtualenv
+    assert f"{shlex.quote(sys.executable)} -m s3rpc call --rpc {dev.address} s3.Write" in banner
+    assert 'the embedded server is called "embedded"' in banner
     assert f"Relay::create('{dev.address}')" in banner  # the PHP snippet
 
 
@@ -159,14 +166,24 @@ def test_write_then_read_through_s3rpc_call_returns_the_same_bytes(
 
 def test_the_banner_one_liners_work(dev: DevProcess, tmp_path: Path) -> None:
     banner = dev.stdout.read_text(errors="replace")
-    lines = [line.strip() for line in banner.splitlines() if line.strip().startswith("s3rpc call")]
-    assert len(lines) == 2, banner
+    lines = [line.strip() for line in banner.splitlines() if " -m s3rpc call " in line]
+    assert len(lines) == 3, banner
+    # Run as printed, with an environment where no virtualenv is active.
+    env = {k: v for k, v in clean_env().items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env["PATH"] = "/usr/bin:/bin"
     for line in lines:
         argv = shlex.split(line)
-        assert argv[:2] == ["s3rpc", "call"]
-        result = cli(*argv[2:], cwd=tmp_path)
+        assert argv[:4] == [sys.executable, "-m", "s3rpc", "call"]
+        result = subprocess.run(
+            argv, capture_output=True, text=True, timeout=CALL_TIMEOUT, env=env, cwd=tmp_path
+        )
         assert result.returncode == 0, f"{line}\n{result.stderr}"
     assert (tmp_path / "hello.txt").read_bytes() == b"Hello, s3rpc!"
+    # the RegisterBucket example added a usable bucket on the embedded server
+    with Client(dev.address, timeout=CALL_TIMEOUT) as client:
+        client.call("s3.Write", {"bucket": "scratch", "pathname": "s.txt", "content": b"s"})
+        assert client.call("s3.Read", {"bucket": "scratch", "pathname": "s.txt"})["content"] == b"s"
+        client.call("s3.UnregisterBucket", {"name": "scratch"})  # the fixture is shared
 
 
 def test_list_buckets_shows_uploads_and_private_docs_with_default_uploads(
@@ -315,3 +332,155 @@ def test_missing_config_file_exits_2(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert str(missing) in result.stderr
+
+
+# --- dev -c FILE: everything in the file but the storage servers -------------------------------
+
+FULL_CONFIG = """\
+rpc:
+  listen: tcp://127.0.0.1:{rpc_port}
+  max_frame_size: 1048576
+  max_connections: 50
+  workers: 3
+logs:
+  level: warning
+  format: json
+  calls: errors
+metrics:
+  address: 127.0.0.1:{metrics_port}
+status:
+  address: 127.0.0.1:{status_port}
+s3:
+  default: media
+  shutdown_timeout: 7
+  operation_timeout: 12
+  max_upload_sessions: 9
+  register:
+    max_registered: 3
+    allow_credentials: false
+  servers:
+    main:
+      region: eu-west-1
+      endpoint: http://127.0.0.1:9
+      visibility_mode: none
+      read_timeout: 3
+      credentials:
+        key: some-key
+        secret: file-secret-not-for-dev
+  buckets:
+    media:
+      server: main
+      bucket: media-files
+      prefix: site/media
+      visibility: public
+      max_concurrent_operations: 7
+      part_size: 8388608
+    inline:
+      bucket: inline-store
+      region: eu-central-1
+      endpoint: http://127.0.0.1:9
+      credentials:
+        key: k
+        secret: s
+      operation_timeout: 4
+"""
+
+
+def _full_config(tmp_path: Path) -> tuple[Path, dict[str, int]]:
+    ports = {"rpc_port": free_port(), "metrics_port": free_port(), "status_port": free_port()}
+    path = tmp_path / "full.yaml"
+    path.write_text(FULL_CONFIG.format(**ports))
+    return path, ports
+
+
+def test_dev_config_keeps_every_setting_but_moves_each_bucket_to_the_embedded_server(
+    tmp_path: Path,
+) -> None:
+    path, ports = _full_config(tmp_path)
+    source = load_config(path)
+    config = dev_config("http://127.0.0.1:4566", None, source)
+    # servers replaced by the embedded one, inline server fields gone
+    assert list(config.s3.servers) == ["embedded"]
+    assert config.s3.servers["embedded"].endpoint == "http://127.0.0.1:4566"
+    for name, bucket in config.s3.buckets.items():
+        assert bucket.server == "embedded", name
+        assert bucket.inline_server_fields() == {}, name
+    media, inline = config.s3.buckets["media"], config.s3.buckets["inline"]
+    # bucket settings, and what the file's server decided for the bucket, kept
+    assert (media.bucket, media.prefix, media.visibility) == (
+        "media-files",
+        "site/media/",
+        "public",
+    )
+    assert (media.max_concurrent_operations, media.part_size) == (7, 8 * 1024 * 1024)
+    assert media.visibility_mode == "none"
+    assert (inline.bucket, inline.operation_timeout) == ("inline-store", 4)
+    # everything else as in the file (one process: rpc.workers is 1)
+    assert config.rpc.listen == f"tcp://127.0.0.1:{ports['rpc_port']}"
+    assert config.rpc.model_copy(update={"workers": 3}) == source.rpc
+    assert config.rpc.workers == 1
+    assert (config.logs, config.metrics, config.status) == (
+        source.logs,
+        source.metrics,
+        source.status,
+    )
+    assert config.s3.model_copy(update={"servers": {}, "buckets": {}}) == source.s3.model_copy(
+        update={"servers": {}, "buckets": {}}
+    )
+    # an explicit --listen wins over the file's
+    assert dev_config("http://x:1", "tcp://127.0.0.1:7000", source).rpc.listen == (
+        "tcp://127.0.0.1:7000"
+    )
+
+
+def test_dev_with_a_config_file_listens_where_it_says_and_serves_its_metrics_and_prefixes(
+    tmp_path: Path,
+) -> None:
+    path, ports = _full_config(tmp_path)
+    address = f"tcp://127.0.0.1:{ports['rpc_port']}"
+    dev = start_dev(tmp_path / "run", "-c", str(path), file_listens=address)
+    try:
+        banner = dev.stdout.read_text(errors="replace")
+        assert f"serving RPC on {address}" in banner
+        assert "file-secret-not-for-dev" not in dev.output()
+        with Client(address, timeout=CALL_TIMEOUT) as client:
+            client.call("s3.Write", {"pathname": "a.txt", "content": b"a"})  # default: media
+            client.call("s3.Write", {"bucket": "inline", "pathname": "i.txt", "content": b"i"})
+            # the register policy of the file: inline credentials refused, "embedded" accepted
+            with pytest.raises(RpcError, match="allow_credentials"):
+                client.call(
+                    "s3.RegisterBucket",
+                    {
+                        "name": "r1",
+                        "bucket": "media-files",
+                        "credentials": {"key": "a", "secret": "b"},
+                    },
+                )
+            client.call(
+                "s3.RegisterBucket", {"name": "r2", "server": "embedded", "bucket": "media-files"}
+            )
+        endpoint = re.search(r"embedded S3 server: (http://127\.0\.0\.1:\d+)", banner)
+        assert endpoint is not None, banner
+        s3: Any = boto3.client(
+            "s3",
+            endpoint_url=endpoint[1],
+            region_name="us-east-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="y",
+        )
+        assert s3.get_object(Bucket="media-files", Key="site/media/a.txt")["Body"].read() == b"a"
+        assert s3.get_object(Bucket="inline-store", Key="i.txt")["Body"].read() == b"i"
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{ports['metrics_port']}/metrics", timeout=CALL_TIMEOUT
+        ) as response:
+            assert response.status == 200
+            assert b'bucket="media"' in response.read()
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{ports['status_port']}/health", timeout=CALL_TIMEOUT
+        ) as response:
+            assert response.status == 200
+        # logs.calls: errors and level warning: no call line for the successful calls
+        assert '"event":"call"' not in dev.output().replace(" ", "")
+    finally:
+        code = dev.stop(signal.SIGTERM)
+    assert code == 0, dev.output()

@@ -203,7 +203,9 @@ def split_reload(old: Config, new: Config) -> tuple[Config, list[str]]:
             continue
         before, after = getattr(old, section), getattr(new, section)
         keep = RELOADABLE.get(section, ())
-        for key in type(before).model_fields:
+        for key, spec in type(before).model_fields.items():
+            if spec.exclude:  # computed from other keys (e.g. logs.ignored)
+                continue
             if key not in keep and getattr(before, key) != getattr(after, key):
                 restart.append(f"{section}.{key}")
         if keep:

@@ -233,9 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     dev = sub.add_parser("dev", help="run on an embedded in-memory S3 server (no account needed)")
     dev.add_argument(
-        "--listen", default="tcp://127.0.0.1:6001", help="RPC address (default: %(default)s)"
+        "--listen", help="RPC address (default: the file's rpc.listen, else tcp://127.0.0.1:6001)"
     )
-    dev.add_argument("-c", "--config", help="use the buckets of this config file")
+    dev.add_argument(
+        "-c",
+        "--config",
+        help="serve this config file, every bucket on the embedded server (named 'embedded')",
+    )
     dev.set_defaults(func=cmd_dev)
 
     call = sub.add_parser("call", help="call one RPC method and print the result as JSON")

@@ -2,69 +2,94 @@
 
 No account and no config needed: the buckets of ``.rr.yaml.example`` are created on an S3
 server running inside this process on 127.0.0.1, and RPC is served on 127.0.0.1:6001.
+
+``s3rpc dev -c FILE`` serves FILE as ``serve`` would — its rpc limits and listen address, logs,
+metrics, status, s3 limits and timeouts, register policy, every bucket's settings — except the
+storage servers: each bucket goes to the embedded server, called ``embedded`` (also for
+``s3.RegisterBucket``), which holds its physical bucket. One process (``rpc.workers`` is 1).
 """
 
 from __future__ import annotations
 
 import logging
+import shlex
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-from s3rpc.config import Config, config_from_mapping, load_config
+from s3rpc.config import (
+    DEFAULT_LISTEN,
+    Config,
+    Credentials,
+    ServerConfig,
+    config_from_mapping,
+    load_config,
+    resolve_bucket,
+)
 
 if TYPE_CHECKING:
     from s3rpc.app import App
 
 DEV_ACCESS_KEY = "s3rpc-dev"
 DEV_SECRET = "s3rpc-dev-secret"  # noqa: S105 - the embedded server accepts any credentials
+#: The embedded server's name in s3.servers (and for s3.RegisterBucket's ``server``).
+EMBEDDED = "embedded"
 DEFAULT_BUCKETS: dict[str, dict[str, Any]] = {
     "uploads": {"bucket": "uploads", "visibility": "public"},
     "private-docs": {"bucket": "private-docs", "visibility": "private"},
 }
-_BUCKET_KEEP = (
-    "bucket",
-    "prefix",
-    "visibility",
-    "visibility_mode",
-    "public_url",
-    "max_concurrent_operations",
-    "part_size",
-    "concurrency",
-    "operation_timeout",
+#: A bucket's own server fields, replaced by ``server: embedded``.
+_INLINE_SERVER = (
+    "region",
+    "endpoint",
+    "public_endpoint",
+    "use_path_style_endpoint",
+    "credentials",
+    "connect_timeout",
+    "read_timeout",
+    "max_attempts",
 )
 
 
-def dev_config(endpoint: str, listen: str, source: Config | None = None) -> Config:
-    """The config served in dev mode: ``source``'s buckets (or the defaults) on ``endpoint``."""
-    if source is not None:
-        buckets = {
-            name: {key: getattr(b, key) for key in _BUCKET_KEEP if getattr(b, key) is not None}
-            for name, b in source.s3.buckets.items()
-        }
-        default = source.s3.default
-        logs = source.logs.model_dump()
-    else:
-        buckets = {name: dict(spec) for name, spec in DEFAULT_BUCKETS.items()}
-        default = "uploads"
-        logs = {"level": "info", "format": "auto"}
-    for spec in buckets.values():
-        spec["server"] = "embedded"
-    return config_from_mapping(
-        {
-            "rpc": {"listen": listen},
-            "logs": logs,
-            "s3": {
-                "default": default,
-                "shutdown_timeout": 5,
-                "servers": {
-                    "embedded": {
-                        "region": "us-east-1",
-                        "endpoint": endpoint,
-                        "credentials": {"key": DEV_ACCESS_KEY, "secret": DEV_SECRET},
-                    }
+def embedded_server(endpoint: str) -> ServerConfig:
+    return ServerConfig(
+        region="us-east-1",
+        endpoint=endpoint,
+        credentials=Credentials(key=DEV_ACCESS_KEY, secret=DEV_SECRET),
+    )
+
+
+def dev_config(endpoint: str, listen: str | None, source: Config | None = None) -> Config:
+    """The config served in dev mode: ``source`` (or the defaults) with every bucket on the
+    embedded server at ``endpoint``; ``listen`` (the ``--listen`` given) overrides rpc.listen."""
+    if source is None:
+        return config_from_mapping(
+            {
+                "rpc": {"listen": listen or DEFAULT_LISTEN},
+                "s3": {
+                    "default": "uploads",
+                    "shutdown_timeout": 5,
+                    "servers": {EMBEDDED: embedded_server(endpoint).model_dump()},
+                    "buckets": {
+                        name: {**spec, "server": EMBEDDED} for name, spec in DEFAULT_BUCKETS.items()
+                    },
                 },
-                "buckets": buckets,
-            },
+            }
+        )
+    s3 = source.s3
+    buckets = {}
+    for name, bucket in s3.buckets.items():
+        update: dict[str, Any] = dict.fromkeys(_INLINE_SERVER)
+        # What the file's server decided (visibility_mode) stays with the bucket.
+        update["visibility_mode"] = resolve_bucket(s3, name, bucket).visibility_mode
+        update["server"] = EMBEDDED
+        buckets[name] = bucket.model_copy(update=update)
+    rpc = source.rpc.model_copy(update={"workers": 1, **({"listen": listen} if listen else {})})
+    return source.model_copy(
+        update={
+            "rpc": rpc,
+            "s3": s3.model_copy(
+                update={"servers": {EMBEDDED: embedded_server(endpoint)}, "buckets": buckets}
+            ),
         }
     )
 
@@ -72,26 +97,39 @@ def dev_config(endpoint: str, listen: str, source: Config | None = None) -> Conf
 def banner(address: str, endpoint: str, config: Config) -> str:
     names = ", ".join(f"{name} ({b.visibility})" for name, b in sorted(config.s3.buckets.items()))
     rpc = address.removeprefix("tcp://")
+    shown = config.s3.default or min(config.s3.buckets, default="uploads")
+    # The running interpreter, so the commands work without an activated virtualenv.
+    call = f"{shlex.quote(sys.executable)} -m s3rpc call --rpc {address}"
+    first = min(config.s3.buckets.values(), key=lambda b: b.bucket, default=None)
+    physical = first.bucket if first is not None else "uploads"
+    register = shlex.quote(
+        f'{{"name": "scratch", "server": "{EMBEDDED}", "bucket": "{physical}", '
+        '"prefix": "scratch"}'
+    )
+    default = config.s3.default or "none (give 'bucket' in every call)"
     return f"""
 s3rpc dev is serving RPC on {address}
   embedded S3 server: {endpoint} (moto) -- data lives in memory and is gone when you stop
-  buckets: {names}; default: {config.s3.default}
+  buckets: {names}; default: {default}
+  the embedded server is called "{EMBEDDED}" (use it as "server" in s3.RegisterBucket)
 
 Try it from a shell:
-  s3rpc call --rpc {address} s3.Write '{{"pathname": "hello.txt"}}' --content 'Hello, s3rpc!'
-  s3rpc call --rpc {address} s3.Read '{{"pathname": "hello.txt"}}' --out hello.txt
+  {call} s3.Write '{{"pathname": "hello.txt"}}' --content 'Hello, s3rpc!'
+  {call} s3.Read '{{"pathname": "hello.txt"}}' --out hello.txt
+  {call} s3.RegisterBucket {register}
 
 or from PHP (composer require spiral/goridge):
   $rpc = new \\Spiral\\Goridge\\RPC\\RPC(\\Spiral\\Goridge\\Relay::create('tcp://{rpc}'));
-  $rpc->call('s3.Write', ['bucket' => 'uploads', 'pathname' => 'hello.txt',
+  $rpc->call('s3.Write', ['bucket' => '{shown}', 'pathname' => 'hello.txt',
                           'content' => base64_encode('Hello, s3rpc!')]);
-  var_dump($rpc->call('s3.Read', ['bucket' => 'uploads', 'pathname' => 'hello.txt']));
+  var_dump($rpc->call('s3.Read', ['bucket' => '{shown}', 'pathname' => 'hello.txt']));
 
 Press Ctrl-C to stop.
 """
 
 
-def run_dev(listen: str, config_path: str | None, out: TextIO = sys.stdout) -> int:
+def run_dev(listen: str | None, config_path: str | None, out: TextIO = sys.stdout) -> int:
+    """Serve until a signal; ``listen`` (``--listen``) overrides the file's rpc.listen."""
     try:
         from moto.server import ThreadedMotoServer
     except ImportError:
@@ -100,7 +138,7 @@ def run_dev(listen: str, config_path: str | None, out: TextIO = sys.stdout) -> i
     import boto3
 
     from s3rpc.app import serve
-    from s3rpc.logs import configure_logging
+    from s3rpc.logs import LogOutputError, configure_logging
 
     source = load_config(config_path) if config_path else None
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -119,10 +157,17 @@ def run_dev(listen: str, config_path: str | None, out: TextIO = sys.stdout) -> i
         )
         for physical in sorted({b.bucket for b in config.s3.buckets.values()}):
             admin.create_bucket(Bucket=physical)
-        configure_logging(config.logs.level, config.logs.format)
+        logs = config.logs
+        try:
+            configure_logging(
+                logs.level, logs.format, output=logs.output, err_output=logs.err_output
+            )
+        except LogOutputError as exc:
+            print(f"s3rpc: invalid configuration: {exc}", file=sys.stderr)
+            return 2
 
         def ready(app: App) -> None:
-            address = app.server.bound if app.server else listen
+            address = app.server.bound if app.server else config.rpc.listen
             print(banner(address, endpoint, config), file=out, flush=True)
 
         return serve(config, on_ready=ready)
