@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import mmap
 import os
 import re
 
@@ -377,3 +378,35 @@ def test_json_read_only_or_small_bodies_are_parsed_as_before() -> None:
     assert JSON.decode(document, RAW) == orjson.loads(document)
     small = orjson.dumps({"content": "QUFB"})
     assert JSON.decode(_json_frame(small), RAW) == {"content": "QUFB"}
+
+
+# --- large result bytes encoded as base64 where they lie ---------------------------------------
+
+
+def _with_room_in_front(data: bytes) -> memoryview:
+    """How the storage layer receives a large body: at the end of an anonymous mapping with
+    room for its base64 text in front."""
+    room = -(-len(data) // 3) * 4 - len(data)
+    whole = mmap.mmap(-1, room + len(data))
+    whole[room:] = data
+    return memoryview(whole)[room:]
+
+
+@pytest.mark.parametrize("size", [3 * STEP, 3 * STEP + 1, 3 * STEP + 2])
+def test_json_result_bytes_with_room_in_front_are_encoded_in_place(size: int) -> None:
+    data = os.urandom(size)
+    view = _with_room_in_front(data)
+    parts = list(JSON.encode_parts({"size": size, "content": view}))
+    assert b"".join(parts) == JSON.encode({"size": size, "content": data})
+    text = max(parts, key=len)
+    assert isinstance(text, memoryview)
+    assert text.obj is view.obj  # written over the receiving buffer, not beside it
+    assert len([p for p in parts if p == b""]) >= 3  # and a step at a time
+
+
+def test_json_result_bytes_without_room_are_encoded_beside_them() -> None:
+    data = os.urandom(2 * STEP)
+    tail = memoryview(bytearray(b"x" * 10 + data))[10:]  # too little room in front
+    parts = list(JSON.encode_parts({"content": tail}))
+    assert b"".join(parts) == JSON.encode({"content": data})
+    assert bytes(tail) == data  # untouched

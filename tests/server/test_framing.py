@@ -635,6 +635,23 @@ async def test_multi_megabyte_content_round_trips(start_server: StartServer, cod
     await close(writer)
 
 
+async def test_multi_megabyte_php_style_content_round_trips(start_server: StartServer) -> None:
+    """PHP's ext-msgpack packs binary strings as msgpack ``str``, and json_encode escapes
+    every ``/`` of base64 as ``\\/``: both large forms are taken from the frame intact."""
+    server = await start_server()
+    reader, writer = await connect(server.bound)
+    content = os.urandom(3 * 1024 * 1024 + 7)
+    php_msgpack = msgpack.packb({"content": content}, use_bin_type=False)
+    php_json = orjson.dumps({"content": base64.b64encode(content).decode()}).replace(b"/", b"\\/")
+    for seq, (codec, body) in enumerate([(MSGPACK_FLAG, php_msgpack), (JSON_FLAG, php_json)]):
+        resp = await call(reader, writer, request(codec, seq, "test.BytesEcho", body))
+        result = assert_ok(resp, flag=codec, seq=seq, method="test.BytesEcho")
+        got = base64.b64decode(result["content"]) if codec == JSON_FLAG else result["content"]
+        assert result["size"] == len(content)
+        assert got == content
+    await close(writer)
+
+
 async def test_client_vanishing_mid_call_does_not_disturb_others(start_server: StartServer) -> None:
     server = await start_server()
     _gone_r, gone_w = await connect(server.bound)

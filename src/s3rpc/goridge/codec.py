@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ctypes
+import mmap
 import os
 import re
 import struct
@@ -153,11 +154,47 @@ class JsonCodec(Codec):
                 yield orjson.dumps(item, default=_bytes_as_base64)
                 continue
             yield b'"'
-            with memoryview(item) as view:
-                for offset in range(0, len(view), _ENCODE_STEP):
-                    yield binascii.b2a_base64(view[offset : offset + _ENCODE_STEP], newline=False)
+            room = _room_in_front(item) if isinstance(item, memoryview) else None
+            if room is not None:
+                yield from _base64_in_place(room, item)
+            else:
+                with memoryview(item) as view:
+                    for offset in range(0, len(view), _ENCODE_STEP):
+                        yield binascii.b2a_base64(
+                            view[offset : offset + _ENCODE_STEP], newline=False
+                        )
             yield b'"'
         yield b"}"
+
+
+def _room_in_front(view: memoryview) -> memoryview | None:
+    """The whole writable buffer ``view`` ends, when the bytes before it leave room for the
+    base64 text of ``view`` (a producer's offer to have its bytes encoded where they lie)."""
+    owner = view.obj
+    if not isinstance(owner, bytearray | mmap.mmap) or view.readonly or len(view) < STEP:
+        return None
+    whole = memoryview(owner)
+    offset = _offset_in(whole, view)
+    if offset is None or offset + len(view) != len(whole) or len(whole) < _b64_len(len(view)):
+        return None
+    return whole
+
+
+def _b64_len(size: int) -> int:
+    return -(-size // 3) * 4
+
+
+def _base64_in_place(whole: memoryview, data: memoryview) -> Iterator[Bytes]:
+    """Write the base64 text of ``data`` (the end of ``whole``) from the start of ``whole``,
+    one step at a time (``b""`` between steps), then yield the text. Each step's input is
+    copied out before its text is written, and the text never reaches bytes not yet read."""
+    written = 0
+    for offset in range(0, len(data), _ENCODE_STEP):
+        text = binascii.b2a_base64(bytes(data[offset : offset + _ENCODE_STEP]), newline=False)
+        whole[written : written + len(text)] = text
+        written += len(text)
+        yield b""
+    yield whole[:written]
 
 
 class MsgpackCodec(Codec):
@@ -291,7 +328,7 @@ def _json_with_raw_field(body: memoryview, raw_fields: frozenset[str]) -> dict[A
     return value
 
 
-def _offset_in(raw: bytearray, view: memoryview) -> int | None:
+def _offset_in(raw: bytearray | memoryview, view: memoryview) -> int | None:
     """Where the writable ``view`` starts inside ``raw``, the buffer it views."""
     if not view.c_contiguous or view.itemsize != 1 or len(view) == 0:
         return None

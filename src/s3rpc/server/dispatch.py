@@ -76,8 +76,9 @@ def resolve(table: MethodTable, request: Request) -> tuple[Codec, Method]:
 async def encode_result(codec: Codec, result: Any) -> list[bytes | bytearray | memoryview]:
     """The body of a successful answer as buffers, yielding to the event loop between steps."""
     parts: list[bytes | bytearray | memoryview] = []
-    for part in codec.encode_parts(result):
-        parts.append(part)
-        if len(parts) > 1:
+    for step, part in enumerate(codec.encode_parts(result)):
+        if part:  # an empty part only marks a step of work done in place
+            parts.append(part)
+        if step:
             await asyncio.sleep(0)
     return parts
