@@ -237,7 +237,9 @@ async def test_watchdog_pings_at_half_the_interval_after_ready(
         assert await daemon.message(skip_watchdog=False) == "WATCHDOG=1"
         times.append(time.monotonic())
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert all(0.15 < gap < 0.6 for gap in gaps), gaps
+    # 0.3 s apart, give or take a busy machine's scheduling
+    assert all(0.1 < gap < 1.0 for gap in gaps), gaps
+    assert 0.2 < sum(gaps) / len(gaps) < 0.6, gaps
     assert daemon.stop() == 0
 
 
@@ -316,7 +318,7 @@ async def test_sighup_reaches_every_worker_and_the_supervisor_pings_the_watchdog
     start: Start, moto_endpoint: str, layout: dict[str, str]
 ) -> None:
     before, after = configs(moto_endpoint, layout, workers=2)
-    daemon = start(before, WATCHDOG_USEC="600000")
+    daemon = start(before, WATCHDOG_USEC="2000000")
     assert await daemon.message() == "READY=1"
     assert await daemon.message(skip_watchdog=False) == "WATCHDOG=1"
     address = before["rpc"]["listen"]
@@ -340,3 +342,22 @@ async def test_sighup_reaches_every_worker_and_the_supervisor_pings_the_watchdog
 
 async def _open(address: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     return await asyncio.wait_for(open_connection(address), WAIT)
+
+
+async def test_a_worker_whose_loop_stops_reporting_is_killed_and_restarted(
+    start: Start, moto_endpoint: str, layout: dict[str, str]
+) -> None:
+    before, _ = configs(moto_endpoint, layout, workers=2)
+    daemon = start(before, WATCHDOG_USEC="600000")
+    assert await daemon.message() == "READY=1"
+    first = (await daemon.wait_events("worker_started", 2))[0]
+    os.kill(first["pid"], signal.SIGSTOP)  # its event loop stops: no more reports
+    (killed,) = await daemon.wait_events("worker_unresponsive")
+    assert killed["pid"] == first["pid"]
+    restarted = (await daemon.wait_events("worker_started", 3))[2]
+    assert restarted["worker"] == first["worker"]
+    # the supervisor kept the watchdog fed all along
+    assert await daemon.message(skip_watchdog=False) == "WATCHDOG=1"
+    async with AsyncClient(*await _open(before["rpc"]["listen"])) as client:
+        assert "keep" in (await client.call("s3.ListBuckets"))["buckets"]
+    assert daemon.stop() == 0
