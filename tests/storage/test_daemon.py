@@ -92,3 +92,16 @@ async def test_zero_byte_and_multipart_content_over_the_socket(daemon: Any, code
     big = os.urandom(12 * 1024 * 1024)
     assert (await client.call("s3.Write", {"pathname": "big", "content": big}))["size"] == len(big)
     assert (await client.call("s3.Read", {"pathname": "big"}))["content"] == big
+
+
+@pytest.mark.parametrize("size", [70 * 1024, 1024 * 1024 + 3])
+async def test_content_taken_from_the_frame_is_stored_byte_exact(
+    daemon: Any, codec: Any, size: int
+) -> None:
+    """Content this large arrives as a view into the request frame (no copy); below part_size
+    it goes out as one PutObject."""
+    client = await daemon.client(codec)
+    content = os.urandom(size)
+    written = await client.call("s3.Write", {"pathname": f"view-{size}", "content": content})
+    assert written["size"] == size
+    assert (await client.call("s3.Read", {"pathname": f"view-{size}"}))["content"] == content

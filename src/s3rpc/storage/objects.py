@@ -41,7 +41,7 @@ from s3rpc.storage.translate import client_error_parts, s3_errors
 if TYPE_CHECKING:
     pass
 
-from s3rpc.storage.multipart import upload_buffer
+from s3rpc.storage.multipart import PartReader, upload_buffer
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 
@@ -183,7 +183,11 @@ async def write(manager: BucketManager, bucket: Bucket, params: WriteParams) -> 
             response = await upload_buffer(manager, bucket, key, memoryview(content), extra)
         else:
             response = await bucket.client.put_object(
-                Bucket=bucket.physical, Key=key, Body=content, **extra
+                Bucket=bucket.physical,
+                Key=key,
+                # A view into the request frame goes as a file: botocore takes no memoryview.
+                Body=PartReader(content) if isinstance(content, memoryview) else content,
+                **extra,
             )
     # No HEAD: the size is what was sent, the time is the answer's.
     return {
