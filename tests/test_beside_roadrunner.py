@@ -5,9 +5,12 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -136,3 +139,74 @@ def test_port_6001_taken_hints_at_roadrunners_own_rpc() -> None:
     assert listen_error("tcp://0.0.0.0:6001", refused) == (
         "rpc.listen: cannot listen on tcp://0.0.0.0:6001: Permission denied"
     )
+
+
+def test_a_shared_file_s_metrics_and_status_addresses_are_overridden_on_the_command_line(
+    tmp_path: Path,
+) -> None:
+    """RoadRunner holds the addresses of the shared file; s3rpc takes its own from flags."""
+    log_file = tmp_path / "s3rpc.log"
+    held = [socket.socket() for _ in range(3)]
+    try:
+        for sock in held:
+            sock.bind(("127.0.0.1", 0))
+            sock.listen()
+        rpc_port, metrics_port, status_port = (sock.getsockname()[1] for sock in held)
+        path = tmp_path / ".rr.yaml"
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "rpc": {"listen": f"tcp://127.0.0.1:{rpc_port}"},
+                    "metrics": {"address": f"127.0.0.1:{metrics_port}"},
+                    "status": {"address": f"127.0.0.1:{status_port}"},
+                    "logs": {"encoding": "json", "output": str(log_file)},
+                }
+            )
+        )
+        with socket.socket() as free:
+            free.bind(("127.0.0.1", 0))
+            own_rpc = free.getsockname()[1]
+        args = ["--listen", f"tcp://127.0.0.1:{own_rpc}", "--status-address", "off"]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "s3rpc", "serve", "-c", str(path), *args,
+             "--metrics-address", "127.0.0.1:0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + RUN_TIMEOUT
+            metrics_url = None
+            while metrics_url is None and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.05)
+                lines = log_file.read_text().splitlines() if log_file.exists() else []
+                for event in map(json.loads, lines):
+                    if event["event"] == "metrics_listening":
+                        metrics_url = event["address"]
+            assert metrics_url is not None, proc.stderr.read() if proc.stderr else ""
+            assert f":{metrics_port}/" not in metrics_url
+            with urllib.request.urlopen(metrics_url, timeout=10) as answer:
+                assert answer.status == 200
+                assert b"rr_s3_rpc_connections" in answer.read()
+            assert "status_listening" not in log_file.read_text()  # --status-address off
+            with socket.create_connection(("127.0.0.1", own_rpc), timeout=10):
+                pass
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=RUN_TIMEOUT) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=RUN_TIMEOUT)
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_a_bad_address_flag_is_refused_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / ".rr.yaml"
+    path.write_text("rpc: {listen: 'tcp://127.0.0.1:0'}\n")
+    result = run_cli("serve", "-c", str(path), "--metrics-address", "nowhere")
+    assert result.returncode == 2
+    assert result.stderr.startswith("s3rpc: --metrics-address: must be host:port")

@@ -13,7 +13,14 @@ from collections.abc import Callable, Sequence
 import structlog
 
 from s3rpc import __version__
-from s3rpc.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config, parse_listen
+from s3rpc.config import (
+    DEFAULT_CONFIG_PATH,
+    Config,
+    ConfigError,
+    check_host_port,
+    load_config,
+    parse_listen,
+)
 from s3rpc.logs import LogOutputError, configure_logging
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -93,6 +100,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers is not None and not 1 <= args.workers <= 256:
         print("s3rpc: --workers must be between 1 and 256", file=sys.stderr)
         return EXIT_CONFIG
+    for option, value in (
+        ("--metrics-address", args.metrics_address),
+        ("--status-address", args.status_address),
+    ):
+        if value and value != "off":
+            try:
+                check_host_port(value)
+            except ValueError as exc:
+                print(f"s3rpc: {option}: {exc}", file=sys.stderr)
+                return EXIT_CONFIG
     config = _overridden(config, args)
     if not _start_logging(config):
         return EXIT_CONFIG
@@ -106,13 +123,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _overridden(config: Config, args: argparse.Namespace) -> Config:
-    """``config`` with ``--listen`` and ``--workers`` applied (already checked)."""
+    """``config`` with ``--listen``, ``--workers``, ``--metrics-address`` and
+    ``--status-address`` applied (already checked); ``off`` turns metrics or status off."""
     if args.listen:
         rpc = config.rpc.model_copy(update={"listen": args.listen})
         config = config.model_copy(update={"rpc": rpc})
     if args.workers is not None:
         rpc = config.rpc.model_copy(update={"workers": args.workers})
         config = config.model_copy(update={"rpc": rpc})
+    for section, value in (("metrics", args.metrics_address), ("status", args.status_address)):
+        if value is not None:
+            address = "" if value == "off" else value
+            part = getattr(config, section).model_copy(update={"address": address})
+            config = config.model_copy(update={section: part})
     return config
 
 
@@ -219,6 +242,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         help="override rpc.workers: worker processes on one listening socket (default 1)",
+    )
+    serve.add_argument(
+        "--metrics-address",
+        help="override metrics.address, e.g. 127.0.0.1:2113 ('off': no metrics endpoint)",
+    )
+    serve.add_argument(
+        "--status-address",
+        help="override status.address, e.g. 127.0.0.1:2115 ('off': no probe endpoint)",
     )
     serve.set_defaults(func=cmd_serve)
 

@@ -1,6 +1,6 @@
 """Configuration: ``.rr.yaml`` loaded (``${VAR}`` expanded) into frozen, validated models."""
 
-from s3rpc.config.address import ListenAddress, parse_listen
+from s3rpc.config.address import ListenAddress, check_host_port, parse_listen
 from s3rpc.config.durations import NonNegativeSeconds, PositiveSeconds, Seconds, parse_duration
 from s3rpc.config.loading import (
     DEFAULT_CONFIG_PATH,
@@ -64,6 +64,7 @@ __all__ = [
     "Visibility",
     "VisibilityMode",
     "bucket_from_params",
+    "check_host_port",
     "config_from_mapping",
     "expand_env",
     "load_config",
