@@ -542,8 +542,39 @@ class Hostile:
             lambda: b'{"pathname":' + b"[" * depth + b"]" * depth + b"}",
             lambda: b"\x81\xa8pathname" + b"\x91" * depth + b"\xc0",
             lambda: b"A" * rng.choice([100_000, 1_000_000]) if rng.random() < 0.1 else b"A" * 2000,
+            lambda: self.large_content_body(codec),
+            lambda: self.large_content_body(codec),
         ]
         return rng.choice(choices)()
+
+    def large_content_body(self, codec: int) -> bytes:
+        """An s3.Write body whose content is large enough to be taken from the frame without
+        a copy (msgpack ``str``/``bin``, JSON base64 with or without PHP's ``\\/``), made odd:
+        a poisoned pathname (no S3 call), junk in or around the content, a nested or repeated
+        ``content`` key, a cut."""
+        rng = self.rng
+        content = rng.randbytes(rng.choice([70_000, 200_000]))
+        params: dict[str, Any] = {"pathname": self.bad_pathname(), "content": content}
+        if rng.random() < 0.3:
+            params["config"] = {"content": content[:100]}
+        if codec == MSGPACK:
+            body = bytes(msgpack.packb(params, use_bin_type=rng.random() < 0.5))
+        else:
+            params["content"] = base64.b64encode(content).decode()
+            params.get("config", {}).pop("content", None)
+            body = orjson.dumps(params)
+            if rng.random() < 0.5:
+                body = body.replace(b"/", b"\\/")
+        edits: list[Callable[[bytes], bytes]] = [
+            lambda b: b,
+            lambda b: b[: rng.randrange(len(b))],
+            lambda b: b + rng.randbytes(rng.randrange(1, 8)),
+            lambda b: b.replace(b"content", b"content", 1)[:-1] + b',"content":"QUFB"}',
+            lambda b: b[:200] + b"\\u0041" + b[200:],
+            lambda b: b[:300] + b'"' + b[301:],
+            lambda b: b[:-300] + b"!=" + b[-298:],
+        ]
+        return rng.choice(edits)(body)
 
     def body(self, method: str, codec: int) -> bytes:
         if self.rng.random() < 0.15:
