@@ -7,7 +7,6 @@ valid UTF-8 survive msgpack decoding as surrogate escapes so no byte is lost.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import ctypes
 import mmap
@@ -19,6 +18,7 @@ from typing import Any, ClassVar, Final
 
 import msgpack
 import orjson
+import pybase64
 
 from s3rpc.goridge.frame import CODEC_MASK, Flag
 
@@ -85,7 +85,7 @@ class Codec:
 
 def _bytes_as_base64(value: Any) -> str:
     if isinstance(value, bytes | bytearray | memoryview):
-        return base64.b64encode(value).decode("ascii")
+        return pybase64.b64encode(value).decode("ascii")
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
@@ -120,15 +120,14 @@ class JsonCodec(Codec):
         bad = CodecError(f"field '{field}' must be base64 text under the JSON codec")
         try:
             if len(value) <= _DECODE_STEP:
-                # a2b_base64 reads the str in place; b64decode would first copy it to bytes.
-                return binascii.a2b_base64(value, strict_mode=True)
+                return pybase64.b64decode(value, validate=True)
             if len(value) % 4:
                 raise bad
             padding = len(value) - len(value.rstrip("="))
             out = bytearray(len(value) // 4 * 3 - padding)
             filled = 0
             for offset in range(0, len(value), _DECODE_STEP):
-                chunk = binascii.a2b_base64(value[offset : offset + _DECODE_STEP], strict_mode=True)
+                chunk = pybase64.b64decode(value[offset : offset + _DECODE_STEP], validate=True)
                 last = offset + _DECODE_STEP >= len(value)
                 if not last and len(chunk) != _DECODE_STEP // 4 * 3:
                     raise bad  # padding in the middle
@@ -160,9 +159,7 @@ class JsonCodec(Codec):
             else:
                 with memoryview(item) as view:
                     for offset in range(0, len(view), _ENCODE_STEP):
-                        yield binascii.b2a_base64(
-                            view[offset : offset + _ENCODE_STEP], newline=False
-                        )
+                        yield pybase64.b64encode(view[offset : offset + _ENCODE_STEP])
             yield b'"'
         yield b"}"
 
@@ -190,7 +187,8 @@ def _base64_in_place(whole: memoryview, data: memoryview) -> Iterator[Bytes]:
     copied out before its text is written, and the text never reaches bytes not yet read."""
     written = 0
     for offset in range(0, len(data), _ENCODE_STEP):
-        text = binascii.b2a_base64(bytes(data[offset : offset + _ENCODE_STEP]), newline=False)
+        # The step's text is complete before any of it is written: it may cover its input.
+        text = pybase64.b64encode(data[offset : offset + _ENCODE_STEP])
         whole[written : written + len(text)] = text
         written += len(text)
         yield b""
@@ -240,10 +238,12 @@ class Base64InPlace:
     memory beyond the frame. PHP's ``json_encode`` escapes ``/`` as ``\\/``; that is the only
     escape such a string may hold (checked before it is chosen)."""
 
-    __slots__ = ("text",)
+    __slots__ = ("escaped", "text")
 
-    def __init__(self, text: memoryview) -> None:
+    def __init__(self, text: memoryview, *, escaped: bool) -> None:
         self.text = text
+        #: Whether the text holds ``\/`` escapes (else it is decoded straight from the frame).
+        self.escaped = escaped
 
     def decode_steps(self, field: str) -> Generator[None, None, memoryview]:
         bad = CodecError(f"field '{field}' must be base64 text under the JSON codec")
@@ -251,6 +251,20 @@ class Base64InPlace:
         read = written = 0
         carry = b""
         try:
+            if not self.escaped:
+                if size % 4:
+                    raise bad
+                for read in range(0, size, _DECODE_STEP):
+                    # Decoded before any of it is written, and never past what was read.
+                    decoded = pybase64.b64decode(view[read : read + _DECODE_STEP], validate=True)
+                    last = read + _DECODE_STEP >= size
+                    if not last and len(decoded) != _DECODE_STEP // 4 * 3:
+                        raise bad  # padding before the end
+                    view[written : written + len(decoded)] = decoded
+                    written += len(decoded)
+                    if not last:
+                        yield
+                return view[:written]
             while read < size or carry:
                 chunk = carry + bytes(view[read : read + _DECODE_STEP])
                 read += _DECODE_STEP
@@ -263,7 +277,7 @@ class Base64InPlace:
                 carry = chunk[usable:]
                 if last and carry:
                     raise bad
-                decoded = binascii.a2b_base64(chunk[:usable], strict_mode=True)
+                decoded = pybase64.b64decode(chunk[:usable], validate=True)
                 if not last and len(decoded) != usable // 4 * 3:
                     raise bad  # padding before the end
                 view[written : written + len(decoded)] = decoded
@@ -321,10 +335,10 @@ def _json_with_raw_field(body: memoryview, raw_fields: frozenset[str]) -> dict[A
         return None
     if not isinstance(value, dict) or value.get(name) != placeholder:
         return None  # not the top-level field, or a later one of the same name wins
-    backslashes = raw.count(b"\\", start, end)
-    if backslashes and backslashes != raw.count(b"\\/", start, end):
+    first = raw.find(b"\\", start, end)
+    if first >= 0 and raw.count(b"\\", first, end) != raw.count(b"\\/", first, end):
         return None  # escapes other than \/ : orjson reads them
-    value[name] = Base64InPlace(body[start + 1 - offset : end - offset])
+    value[name] = Base64InPlace(body[start + 1 - offset : end - offset], escaped=first >= 0)
     return value
 
 
