@@ -82,7 +82,7 @@ def test_json_to_bytes_decodes_base64() -> None:
     assert JSON.to_bytes("", "content") == b""
 
 
-@pytest.mark.parametrize("bad", ["not base64!", "aGVsbG8", "aGVs\nbG8K"])
+@pytest.mark.parametrize("bad", ["not base64!", "aGVsbG8", "aGVs\nbG8K", "QUFB=", "QQ==QUFB"])
 def test_json_invalid_base64_names_the_field(bad: str) -> None:
     with pytest.raises(CodecError, match=r"field 'content'.*base64"):
         JSON.to_bytes(bad, "content")
