@@ -121,20 +121,9 @@ class JsonCodec(Codec):
         try:
             if len(value) <= _DECODE_STEP:
                 return pybase64.b64decode(value, validate=True)
-            if len(value) % 4:
-                raise bad
             padding = len(value) - len(value.rstrip("="))
             out = bytearray(len(value) // 4 * 3 - padding)
-            filled = 0
-            for offset in range(0, len(value), _DECODE_STEP):
-                chunk = pybase64.b64decode(value[offset : offset + _DECODE_STEP], validate=True)
-                last = offset + _DECODE_STEP >= len(value)
-                if not last and len(chunk) != _DECODE_STEP // 4 * 3:
-                    raise bad  # padding in the middle
-                out[filled : filled + len(chunk)] = chunk
-                filled += len(chunk)
-                if not last:
-                    yield
+            filled = yield from _decode_into(value, out, bad)
         except (binascii.Error, ValueError):
             raise bad from None
         if filled != len(out):
@@ -232,6 +221,29 @@ class MsgpackCodec(Codec):
                 yield packer.pack(key) + packer.pack(item)
 
 
+def _decode_into(
+    text: str | memoryview, out: bytearray | memoryview, bad: CodecError
+) -> Generator[None, None, int]:
+    """Decode base64 ``text`` into ``out`` one step at a time; how many bytes were written.
+
+    ``out`` may be ``text``'s own buffer: a step is decoded before any of it is written, and
+    its bytes (3 per 4 characters) never reach characters not yet read.
+    """
+    if len(text) % 4:
+        raise bad
+    written = 0
+    for offset in range(0, len(text), _DECODE_STEP):
+        decoded = pybase64.b64decode(text[offset : offset + _DECODE_STEP], validate=True)
+        last = offset + _DECODE_STEP >= len(text)
+        if not last and len(decoded) != _DECODE_STEP // 4 * 3:
+            raise bad  # padding before the end
+        out[written : written + len(decoded)] = decoded
+        written += len(decoded)
+        if not last:
+            yield
+    return written
+
+
 class Base64InPlace:
     """A large base64 JSON string still inside a writable request frame, to be decoded where
     it lies: the bytes take the text's place (they are shorter), so the object costs no
@@ -252,18 +264,7 @@ class Base64InPlace:
         carry = b""
         try:
             if not self.escaped:
-                if size % 4:
-                    raise bad
-                for read in range(0, size, _DECODE_STEP):
-                    # Decoded before any of it is written, and never past what was read.
-                    decoded = pybase64.b64decode(view[read : read + _DECODE_STEP], validate=True)
-                    last = read + _DECODE_STEP >= size
-                    if not last and len(decoded) != _DECODE_STEP // 4 * 3:
-                        raise bad  # padding before the end
-                    view[written : written + len(decoded)] = decoded
-                    written += len(decoded)
-                    if not last:
-                        yield
+                written = yield from _decode_into(view, view, bad)
                 return view[:written]
             while read < size or carry:
                 chunk = carry + bytes(view[read : read + _DECODE_STEP])
