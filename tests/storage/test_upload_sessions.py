@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 from tests.conftest import RunningDaemon, StartDaemon, daemon_config, run_daemon
+from tests.storage.conftest import MakeStorage, server_spec
 
 from s3rpc.client import AsyncClient, CodecName, RpcError
 from s3rpc.config import config_from_mapping
+from s3rpc.errors import S3RpcError
 
 MIB = 1024 * 1024
 WAIT = 20.0
@@ -361,3 +363,46 @@ async def test_unregistering_a_bucket_aborts_its_sessions(
         await send_one(client, upload_id, b"x")
     assert raised.value.code == "UPLOAD_NOT_FOUND"
     assert "unregistered" in raised.value.message
+
+
+@pytest.mark.parametrize(
+    ("change", "survives"),
+    [
+        ({"max_concurrent_operations": 7, "visibility": "public"}, True),
+        ({"prefix": "moved"}, False),
+    ],
+    ids=["limits-changed", "prefix-changed"],
+)
+async def test_a_reload_keeps_an_upload_session_going_unless_where_it_stores_changed(
+    make_storage: MakeStorage,
+    moto_endpoint: str,
+    s3_admin: Any,
+    change: dict[str, Any],
+    survives: bool,
+) -> None:
+    storage = await make_storage({"uploads": {"part_size": 5 * MIB}})
+    physical = storage.physical["uploads"]
+    upload_id = (
+        await storage.call("s3.UploadStart", {"pathname": "r/s.bin", "bucket": "uploads"})
+    )["upload_id"]
+    first, second = os.urandom(6 * MIB), os.urandom(1000)
+    await storage.call("s3.UploadChunk", {"upload_id": upload_id, "content": first})
+    spec = {"server": "local", "bucket": physical, "part_size": 5 * MIB, **change}
+    reloaded = config_from_mapping(
+        {"s3": {"servers": {"local": server_spec(moto_endpoint)}, "buckets": {"uploads": spec}}}
+    )
+    assert (await storage.manager.reload(reloaded.s3)).changed == ["uploads"]
+    if survives:
+        await storage.call("s3.UploadChunk", {"upload_id": upload_id, "content": second})
+        done = await storage.call("s3.UploadComplete", {"upload_id": upload_id})
+        assert done["size"] == len(first) + len(second)
+        stored = s3_admin.get_object(Bucket=physical, Key="r/s.bin")["Body"].read()
+        assert stored == first + second
+    else:
+        await eventually(
+            lambda: storage.manager.sessions.find(upload_id) is None, "the session's abort"
+        )
+        with pytest.raises(S3RpcError) as info:
+            await storage.call("s3.UploadChunk", {"upload_id": upload_id, "content": second})
+        assert info.value.code.value == "UPLOAD_NOT_FOUND"
+    assert uploads(s3_admin, physical) == []

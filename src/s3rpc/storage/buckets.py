@@ -229,6 +229,16 @@ async def _abort(upload: _Upload, seconds: float) -> bool:
     return False
 
 
+def _stores_alike(old: Bucket, new: Bucket) -> bool:
+    """Whether an upload under way through ``old`` can go on through ``new`` unchanged."""
+    return (
+        new.client is old.client
+        and new.physical == old.physical
+        and new.prefix == old.prefix
+        and new.config.part_size == old.config.part_size
+    )
+
+
 def _client_identity(server: ServerConfig, endpoint: str) -> str:
     """A digest of everything that makes two clients differ (credentials included)."""
     creds = server.credentials
@@ -565,6 +575,11 @@ class BucketManager:
             self._s3 = s3
             self.sessions.configure(s3)
             for bucket in built:
+                old = current.get(bucket.name)
+                if old is not None and _stores_alike(old, bucket):
+                    # Same client, S3 bucket, prefix and part size: an upload session under
+                    # way goes on with the new bucket rather than being aborted with the old.
+                    self.sessions.move_bucket(old, bucket)
                 self._buckets[bucket.name] = bucket
             for name in removed:
                 del self._buckets[name]

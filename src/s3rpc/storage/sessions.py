@@ -157,6 +157,14 @@ class UploadSessions:
                 return_exceptions=True,
             )
 
+    def move_bucket(self, old: Bucket, new: Bucket) -> int:
+        """A reload replaced ``old`` by ``new``, storing the same way: its sessions go on with
+        ``new`` instead of being aborted with ``old``. How many moved."""
+        moved = [s for s in self._sessions.values() if s.bucket is old]
+        for session in moved:
+            session.bucket = new
+        return len(moved)
+
     async def drop_bucket(self, bucket: Bucket) -> None:
         """Abort the sessions of ``bucket`` (being unregistered); call before its client closes."""
         doomed = [s for s in self._sessions.values() if s.bucket is bucket]
