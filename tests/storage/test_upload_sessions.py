@@ -405,4 +405,5 @@ async def test_a_reload_keeps_an_upload_session_going_unless_where_it_stores_cha
         with pytest.raises(S3RpcError) as info:
             await storage.call("s3.UploadChunk", {"upload_id": upload_id, "content": second})
         assert info.value.code.value == "UPLOAD_NOT_FOUND"
+        assert "given other storage by a reload" in info.value.message
     assert uploads(s3_admin, physical) == []

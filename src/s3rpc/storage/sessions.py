@@ -168,9 +168,7 @@ class UploadSessions:
     async def drop_bucket(self, bucket: Bucket) -> None:
         """Abort the sessions of ``bucket`` (being unregistered); call before its client closes."""
         doomed = [s for s in self._sessions.values() if s.bucket is bucket]
-        await asyncio.gather(
-            *(self.end(s, f"bucket '{bucket.name}' was unregistered", aborted=True) for s in doomed)
-        )
+        await asyncio.gather(*(self.end(s, _gone(bucket), aborted=True) for s in doomed))
 
     # --- sessions ----------------------------------------------------------------------
 
@@ -272,7 +270,7 @@ class UploadSessions:
         doomed: list[tuple[Session, str]] = []
         for session in list(self._sessions.values()):
             if not self.registered(session.bucket):
-                doomed.append((session, f"bucket '{session.bucket.name}' was unregistered"))
+                doomed.append((session, _gone(session.bucket)))
             elif session.busy == 0 and now - session.touched > self.ttl:
                 doomed.append((session, f"idle longer than s3.upload_session_ttl ({self.ttl:g}s)"))
         if doomed:
@@ -334,9 +332,7 @@ class _Bound:
         session.touched = time.monotonic()
         try:
             if not self.sessions.registered(session.bucket):
-                await self.sessions.end(
-                    session, f"bucket '{session.bucket.name}' was unregistered", aborted=True
-                )
+                await self.sessions.end(session, _gone(session.bucket), aborted=True)
             self.sessions.check(session)
         except BaseException:
             session.busy -= 1
@@ -394,6 +390,10 @@ async def upload_chunk(manager: BucketManager, params: UploadChunkParams) -> Upl
                 raise
             session.turn.notify_all()
             return {"upload_id": session.upload_id, "received": session.received}
+
+
+def _gone(bucket: Bucket) -> str:
+    return f"bucket '{bucket.name}' was unregistered, removed or given other storage by a reload"
 
 
 def _failure(exc: BaseException) -> str:
