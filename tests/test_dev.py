@@ -129,6 +129,19 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevProcess]:
 # --- the default dev server --------------------------------------------------------------------
 
 
+def embedded_s3(banner: str) -> Any:
+    """A boto3 client for the embedded S3 server the dev banner names."""
+    endpoint = re.search(r"embedded S3 server: (http://127\.0\.0\.1:\d+)", banner)
+    assert endpoint is not None, banner
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint[1],
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="y",
+    )
+
+
 def test_banner_mentions_the_address_and_that_data_lives_in_memory(dev: DevProcess) -> None:
     banner = dev.stdout.read_text(errors="replace")
     assert f"serving RPC on {dev.address}" in banner
@@ -258,15 +271,7 @@ def test_config_file_buckets_are_served_and_sigterm_exits_0(tmp_path: Path) -> N
         assert read["content"] == b"\x00\x01\x02\xff"
 
         # the object is in the physical bucket the config names, on the embedded server
-        endpoint = re.search(r"embedded S3 server: (http://127\.0\.0\.1:\d+)", banner)
-        assert endpoint is not None, banner
-        s3: Any = boto3.client(
-            "s3",
-            endpoint_url=endpoint[1],
-            region_name="us-east-1",
-            aws_access_key_id="x",
-            aws_secret_access_key="y",
-        )
+        s3 = embedded_s3(banner)
         body = s3.get_object(Bucket="media-files", Key="a/b.bin")["Body"].read()
         assert body == b"\x00\x01\x02\xff"
         assert {"media-files", "archive-store"} <= {b["Name"] for b in s3.list_buckets()["Buckets"]}
@@ -459,15 +464,7 @@ def test_dev_with_a_config_file_listens_where_it_says_and_serves_its_metrics_and
             client.call(
                 "s3.RegisterBucket", {"name": "r2", "server": "embedded", "bucket": "media-files"}
             )
-        endpoint = re.search(r"embedded S3 server: (http://127\.0\.0\.1:\d+)", banner)
-        assert endpoint is not None, banner
-        s3: Any = boto3.client(
-            "s3",
-            endpoint_url=endpoint[1],
-            region_name="us-east-1",
-            aws_access_key_id="x",
-            aws_secret_access_key="y",
-        )
+        s3 = embedded_s3(banner)
         assert s3.get_object(Bucket="media-files", Key="site/media/a.txt")["Body"].read() == b"a"
         assert s3.get_object(Bucket="inline-store", Key="i.txt")["Body"].read() == b"i"
         with urllib.request.urlopen(

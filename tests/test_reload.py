@@ -11,12 +11,10 @@ import contextlib
 import itertools
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -95,16 +93,6 @@ class Daemon:
             return self.proc.wait(WAIT)
         finally:
             self._reader.join(5)
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    """Unix socket paths must stay under ~100 bytes, so not under a long tmp_path."""
-    path = Path(tempfile.mkdtemp(prefix="s3rpc-hup-", dir="/tmp"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 Start = Callable[..., Daemon]

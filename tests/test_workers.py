@@ -11,14 +11,12 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import stat
 import struct
 import sys
-import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,16 +158,6 @@ def receive_notification(sock: socket.socket) -> tuple[str, int]:
 async def _collect(stream: asyncio.StreamReader, into: list[str]) -> None:
     while line := await stream.readline():
         into.append(line.decode("utf-8", "replace").rstrip("\n"))
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    """Unix socket paths must stay under ~100 bytes, so not under a long tmp_path."""
-    path = Path(tempfile.mkdtemp(prefix="s3rpc-wk-", dir="/tmp"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 Spawn = Callable[..., Any]
