@@ -161,10 +161,13 @@ def wait_listening(proc: subprocess.Popen[Any], port: int, timeout: float, what:
 
 
 @contextlib.contextmanager
-def moto_process(timeout: float, max_seconds: float) -> Iterator[tuple[subprocess.Popen[Any], str]]:
-    """moto's S3 server in its own process (``benchmarks/moto_server.py``): (process, endpoint)."""
+def announced_port_process(
+    args: list[str], timeout: float, what: str, grace: float = 10.0
+) -> Iterator[tuple[subprocess.Popen[Any], int]]:
+    """A helper script of this directory that prints ``PORT n`` once it listens and stops when
+    its stdin closes: (process, port)."""
     proc = subprocess.Popen(
-        [sys.executable, str(HERE / "moto_server.py"), "--max-seconds", str(int(max_seconds))],
+        [sys.executable, *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -176,23 +179,28 @@ def moto_process(timeout: float, max_seconds: float) -> Iterator[tuple[subproces
         deadline = time.monotonic() + timeout
         line = b""
         os.set_blocking(proc.stdout.fileno(), False)
-        while time.monotonic() < deadline and proc.poll() is None:
+        while time.monotonic() < deadline and proc.poll() is None and b"\n" not in line:
             line += proc.stdout.read() or b""
-            if b"\n" in line:
-                break
-            time.sleep(0.05)
+            time.sleep(0.02)
         if not line.startswith(b"PORT "):
-            raise RuntimeError(f"moto did not start within {timeout:.0f} s")
-        port = int(line.split()[1])
-        yield proc, f"http://127.0.0.1:{port}"
+            raise RuntimeError(f"{what} did not start within {timeout:.0f} s")
+        yield proc, int(line.split()[1])
     finally:
         if proc.stdin is not None:
             with contextlib.suppress(OSError):
                 proc.stdin.close()  # EOF tells the helper to stop
         try:
-            proc.wait(10)
+            proc.wait(grace)
         except subprocess.TimeoutExpired:
             stop_process(proc)
+
+
+@contextlib.contextmanager
+def moto_process(timeout: float, max_seconds: float) -> Iterator[tuple[subprocess.Popen[Any], str]]:
+    """moto's S3 server in its own process (``benchmarks/moto_server.py``): (process, endpoint)."""
+    args = [str(HERE / "moto_server.py"), "--max-seconds", str(int(max_seconds))]
+    with announced_port_process(args, timeout, "moto") as (proc, port):
+        yield proc, f"http://127.0.0.1:{port}"
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,6 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 from common import (  # noqa: E402  (benchmarks/common.py: helpers shared by the benchmarks)
-    CHILDREN,
     KIB,
     MIB,
     REGION,
@@ -57,7 +56,7 @@ from common import (  # noqa: E402  (benchmarks/common.py: helpers shared by the
     S3RVER_CACHE,
     PeakRss,
     Storage,
-    _die_with_parent,
+    announced_port_process,
     cpu_seconds,
     create_bucket,
     daemon_config_yaml,
@@ -66,7 +65,6 @@ from common import (  # noqa: E402  (benchmarks/common.py: helpers shared by the
     free_port,
     kill_children,
     proc_status_kib,
-    stop_process,
     storage_server,
     table,
 )
@@ -371,30 +369,9 @@ def build_loadgen(tmp: Path, choice: str = "auto") -> tuple[list[str], str]:
 
 @contextlib.contextmanager
 def echo_process(body: bytes, timeout: float) -> Any:
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "echo_server.py"), "--body-hex", body.hex()],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=_die_with_parent,
-    )
-    CHILDREN.append(proc)
-    try:
-        assert proc.stdout is not None
-        line = b""
-        deadline = time.monotonic() + timeout
-        os.set_blocking(proc.stdout.fileno(), False)
-        while time.monotonic() < deadline and proc.poll() is None and b"\n" not in line:
-            line += proc.stdout.read() or b""
-            time.sleep(0.02)
-        if not line.startswith(b"PORT "):
-            raise RuntimeError(f"the echo server did not start within {timeout:.0f} s")
-        yield proc, int(line.split()[1])
-    finally:
-        if proc.stdin is not None:
-            with contextlib.suppress(OSError):
-                proc.stdin.close()
-        stop_process(proc, grace=5)
+    args = [str(HERE / "echo_server.py"), "--body-hex", body.hex()]
+    with announced_port_process(args, timeout, "the echo server", grace=5) as started:
+        yield started
 
 
 def frames_file(path: Path, codec: Codec, calls: list[tuple[str, dict[str, Any]]]) -> Path:

@@ -25,7 +25,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Any, Protocol
 
@@ -319,6 +319,18 @@ def raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+async def _listen_http(start: Awaitable[str], key: str, address: str) -> str:
+    """The bound address of an HTTP endpoint starting on ``address``; INVALID_CONFIG naming
+    ``key`` if it cannot listen there."""
+    try:
+        return await start
+    except (OSError, ValueError) as exc:
+        raise S3RpcError(
+            ErrorCode.INVALID_CONFIG,
+            f"{key}: cannot listen on {address}: {getattr(exc, 'strerror', None) or exc}",
+        ) from None
+
+
 async def _serve_metrics(metrics: Metrics, address: str, stack: AsyncExitStack) -> str:
     """``/metrics`` (only) on ``metrics.address``, stopped with ``stack``; the bound address."""
 
@@ -328,13 +340,7 @@ async def _serve_metrics(metrics: Metrics, address: str, stack: AsyncExitStack) 
         return await asyncio.to_thread(Metrics.render, metrics.snapshot())
 
     endpoint = HttpEndpoint({"/metrics": scrape})
-    try:
-        bound = await endpoint.start(address)
-    except (OSError, ValueError) as exc:
-        raise S3RpcError(
-            ErrorCode.INVALID_CONFIG,
-            f"metrics.address: cannot listen on {address}: {getattr(exc, 'strerror', None) or exc}",
-        ) from None
+    bound = await _listen_http(endpoint.start(address), "metrics.address", address)
     stack.push_async_callback(endpoint.stop)
     return bound
 
@@ -342,14 +348,8 @@ async def _serve_metrics(metrics: Metrics, address: str, stack: AsyncExitStack) 
 async def _serve_status(config: Config, stack: AsyncExitStack) -> Probes:
     """``/health`` and ``/ready`` on ``status.address``, stopped last (after the drain)."""
     probes = Probes(config.status)
-    try:
-        bound = await probes.start(config.status.address)
-    except (OSError, ValueError) as exc:
-        raise S3RpcError(
-            ErrorCode.INVALID_CONFIG,
-            f"status.address: cannot listen on {config.status.address}: "
-            f"{getattr(exc, 'strerror', None) or exc}",
-        ) from None
+    address = config.status.address
+    bound = await _listen_http(probes.start(address), "status.address", address)
     stack.push_async_callback(probes.stop)
     log.info("status_listening", address=f"http://{bound}", ready=f"http://{bound}/ready")
     return probes

@@ -13,6 +13,7 @@ import pytest
 
 from s3rpc.config import RpcConfig
 from s3rpc.server import Method, RpcServer
+from s3rpc.server.rpc_server import CallLines
 
 SLOW_DEFAULT = 0.3
 
@@ -60,8 +61,14 @@ async def start_server() -> AsyncIterator[StartServer]:
     """``await start_server(listen=..., **rpc_config)``: a started RpcServer, shut down after."""
     servers: list[RpcServer] = []
 
-    async def start(listen: str = "tcp://127.0.0.1:0", table: Any = None, **rpc: Any) -> RpcServer:
-        server = RpcServer(TABLE if table is None else table, RpcConfig(listen=listen, **rpc))
+    async def start(
+        listen: str = "tcp://127.0.0.1:0",
+        table: Any = None,
+        call_lines: CallLines = "all",
+        **rpc: Any,
+    ) -> RpcServer:
+        config = RpcConfig(listen=listen, **rpc)
+        server = RpcServer(TABLE if table is None else table, config, call_lines=call_lines)
         await server.start()
         servers.append(server)
         return server

@@ -5,19 +5,18 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 import structlog
 
-from s3rpc.config import RpcConfig
 from s3rpc.errors import ErrorCode, S3RpcError
 from s3rpc.logs import LineWriter, configure_logging
 from s3rpc.server import Method, RpcServer
 from s3rpc.server.rpc_server import CallLines
 
-from .conftest import TABLE
+from .conftest import TABLE, StartServer
 from .wire import ERROR_FLAG, JSON_FLAG, call, close, connect, request
 
 
@@ -31,18 +30,8 @@ LOG_TABLE = {**TABLE, "test.Denied": Method(s3_denied)}
 
 
 @pytest.fixture
-async def serve() -> AsyncIterator[Callable[[CallLines], Any]]:
-    servers: list[RpcServer] = []
-
-    async def start(lines: CallLines) -> RpcServer:
-        server = RpcServer(LOG_TABLE, RpcConfig(listen="tcp://127.0.0.1:0"), call_lines=lines)
-        await server.start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        await asyncio.wait_for(server.shutdown(1), 30)
+def serve(start_server: StartServer) -> Callable[[CallLines], Awaitable[RpcServer]]:
+    return lambda lines: start_server(table=LOG_TABLE, call_lines=lines)
 
 
 async def call_lines_for(server: RpcServer) -> list[dict[str, Any]]:
