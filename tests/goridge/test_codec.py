@@ -410,3 +410,12 @@ def test_json_result_bytes_without_room_are_encoded_beside_them() -> None:
     parts = list(JSON.encode_parts({"content": tail}))
     assert b"".join(parts) == JSON.encode({"content": data})
     assert bytes(tail) == data  # untouched
+
+
+def test_an_escaped_slash_across_a_step_boundary_is_unescaped_whole() -> None:
+    text = b"QUFB" * (STEP // 4 - 1) + b"QUF\\/" + b"QUFB" * 10  # the backslash ends step one
+    assert text.index(b"\\") == STEP - 1
+    value = JSON.decode(_json_frame(b'{"content":"' + text + b'"}'), RAW)
+    assert isinstance(value["content"], Base64InPlace)
+    expected = base64.b64decode(text.replace(b"\\/", b"/"))
+    assert JSON.to_bytes(value["content"], "content") == expected

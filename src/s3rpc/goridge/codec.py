@@ -259,36 +259,31 @@ class Base64InPlace:
 
     def decode_steps(self, field: str) -> Generator[None, None, memoryview]:
         bad = CodecError(f"field '{field}' must be base64 text under the JSON codec")
-        view, size = self.text, len(self.text)
-        read = written = 0
-        carry = b""
+        view = self.text
         try:
-            if not self.escaped:
-                written = yield from _decode_into(view, view, bad)
-                return view[:written]
-            while read < size or carry:
-                chunk = carry + bytes(view[read : read + _DECODE_STEP])
-                read += _DECODE_STEP
-                if read < size and chunk.endswith(b"\\"):
-                    chunk += bytes(view[read : read + 1])  # keep an escape in one piece
-                    read += 1
-                chunk = chunk.replace(b"\\/", b"/")
-                last = read >= size
-                usable = len(chunk) if last else len(chunk) - len(chunk) % 4
-                carry = chunk[usable:]
-                if last and carry:
-                    raise bad
-                decoded = pybase64.b64decode(chunk[:usable], validate=True)
-                if not last and len(decoded) != usable // 4 * 3:
-                    raise bad  # padding before the end
-                view[written : written + len(decoded)] = decoded
-                written += len(decoded)
-                if last:
-                    break
-                yield
+            size = (yield from _unescape_slashes(view)) if self.escaped else len(view)
+            written = yield from _decode_into(view[:size], view, bad)
         except (binascii.Error, ValueError):
             raise bad from None
         return view[:written]
+
+
+def _unescape_slashes(view: memoryview) -> Generator[None, None, int]:
+    """Turn every ``\\/`` of ``view`` into ``/`` in place, one step at a time; the new length.
+    Every backslash in ``view`` starts such an escape (checked before)."""
+    read = written = 0
+    size = len(view)
+    while read < size:
+        end = min(read + _DECODE_STEP, size)
+        if end < size and view[end - 1] == 0x5C:
+            end += 1  # keep an escape in one piece
+        chunk = bytes(view[read:end]).replace(b"\\/", b"/")
+        view[written : written + len(chunk)] = chunk
+        written += len(chunk)
+        read = end
+        if read < size:
+            yield
+    return written
 
 
 def _json_string_end(raw: bytearray, start: int, stop: int) -> int:
