@@ -235,3 +235,4 @@ async def test_if_none_match_multipart_write_refuses_an_object_created_during_th
     stored = s3_admin.get_object(Bucket=physical, Key="late.bin")["Body"].read()
     assert stored == b"the other writer"
     assert s3_admin.list_multipart_uploads(Bucket=physical).get("Uploads", []) == []
+
