@@ -71,6 +71,7 @@ RGW_POOLS = (
 #: InvalidArgument); they share the one data pool.
 EXTRA_STORAGE_CLASSES = ("REDUCED_REDUNDANCY", "STANDARD_IA")
 INSTALL_TIMEOUT = 600.0
+RGW_PORT_ATTEMPTS = 3
 COMMAND_TIMEOUT = 60.0
 LOG_TAIL_LINES = 25
 
@@ -381,9 +382,25 @@ class RgwCluster:
                 f"--storage-class={storage_class}",
                 "--data-pool=default.rgw.buckets.data",
             )
-        self._spawn("rgw", "radosgw", "-f", "-n", "client.rgw")
-        self.endpoint = f"http://127.0.0.1:{s3_port}"
-        self._wait(f"radosgw on {self.endpoint}", deadline, self._s3_answers)
+        for attempt in range(1, RGW_PORT_ATTEMPTS + 1):
+            self.endpoint = f"http://127.0.0.1:{s3_port}"
+            self._spawn("rgw", "radosgw", "-f", "-n", "client.rgw")
+            try:
+                self._wait(f"radosgw on {self.endpoint}", deadline, self._s3_answers)
+                return
+            except RgwStartError:
+                # beast cannot bind port 0 and tell us the port: the free port we picked may
+                # have been taken meanwhile. Then radosgw exits; try another one.
+                rgw = self.procs.pop("rgw")
+                if rgw.poll() is None or attempt == RGW_PORT_ATTEMPTS:
+                    self.procs["rgw"] = rgw
+                    raise
+                old, s3_port = s3_port, free_port()
+                conf = d / "ceph.conf"
+                conf.write_text(
+                    conf.read_text().replace(f"127.0.0.1:{old}\n", f"127.0.0.1:{s3_port}\n")
+                )
+                self.log.append(f"radosgw exited on port {old}; retrying on {s3_port}")
 
     # -- helpers ------------------------------------------------------------------------------
 

@@ -236,3 +236,26 @@ async def test_if_none_match_multipart_write_refuses_an_object_created_during_th
     assert stored == b"the other writer"
     assert s3_admin.list_multipart_uploads(Bucket=physical).get("Uploads", []) == []
 
+
+
+async def test_every_etag_a_caller_sees_is_quoted_and_the_same_in_metadata_and_listing(
+    start_daemon: StartDaemon,
+) -> None:
+    # RGW 16 sends CopyObject's ETag unquoted and CompleteMultipartUpload's empty: neither may
+    # leak into what PHP sees, after a plain write, a copy or a multipart write.
+    daemon = await start_daemon({"uploads": {"part_size": 5 * MIB}})
+    await daemon.call("s3.Write", {"pathname": "e/plain.txt", "content": "cGxhaW4="})
+    await daemon.call("s3.Copy", {"source_pathname": "e/plain.txt", "dest_pathname": "e/copy.txt"})
+    big = {"pathname": "e/big.bin", "content": os.urandom(6 * MIB)}
+    await daemon.call("s3.Write", big, codec="msgpack")
+    listed = await daemon.call("s3.ListObjects", {"prefix": "e/"})
+    etags = {item["key"]: item["etag"] for item in listed["objects"]}
+    assert set(etags) == {"e/plain.txt", "e/copy.txt", "e/big.bin"}
+    for key, etag in etags.items():
+        meta = await daemon.call("s3.GetMetadata", {"pathname": key})
+        assert meta["etag"] == etag, key
+        assert len(etag) > 2, key
+        assert etag.startswith('"'), key
+        assert etag.endswith('"'), key
+    assert etags["e/copy.txt"] == etags["e/plain.txt"]
+    assert etags["e/big.bin"].endswith('-2"')
