@@ -8,7 +8,7 @@ returns the S3 endpoint; ``stop()`` kills the three daemons by their process ids
 state directory. Both are idempotent, every external command has a timeout, a failed start stops
 whatever it had started and raises :class:`RgwStartError` with the tails of the daemons' logs, and
 the daemons are tied to the starting process (``PR_SET_PDEATHSIG``) so that even a killed test run
-leaves none behind.
+leaves none behind (the next start removes the state directory such a run left).
 
 Run by hand: ``python tests/backends/rgw.py`` prints ``READY <endpoint> <access key> <secret>``
 and keeps the cluster up until Ctrl-C.
@@ -70,6 +70,7 @@ RGW_POOLS = (
 #: Storage classes besides STANDARD that the zone accepts (RGW refuses an unknown one with
 #: InvalidArgument); they share the one data pool.
 EXTRA_STORAGE_CLASSES = ("REDUCED_REDUNDANCY", "STANDARD_IA")
+STATE_PREFIX = "s3rpc-rgw-"
 INSTALL_TIMEOUT = 600.0
 RGW_PORT_ATTEMPTS = 3
 COMMAND_TIMEOUT = 60.0
@@ -118,6 +119,22 @@ def ensure_installed(log: list[str]) -> None:
             raise RgwUnavailable(f"{' '.join(argv)} failed:\n{done.stderr[-2000:]}")
     if still := missing_binaries():
         raise RgwUnavailable(f"installed {PACKAGES} but {still} are still missing")
+
+
+def remove_orphaned_directories() -> None:
+    """Remove state directories whose starting process is gone (it was killed before it could
+    clean up; its daemons died with it)."""
+    for path in Path("/tmp").glob(STATE_PREFIX + "*"):
+        try:
+            owner = int((path / "owner").read_text())
+        except (OSError, ValueError):
+            continue  # not ours, or just being created
+        try:
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, someone else's
 
 
 def _die_with_parent() -> None:
@@ -264,8 +281,10 @@ class RgwCluster:
     # -- the steps ----------------------------------------------------------------------------
 
     def _start(self) -> None:
-        self.directory = Path(tempfile.mkdtemp(prefix="s3rpc-rgw-", dir="/tmp"))
+        remove_orphaned_directories()
+        self.directory = Path(tempfile.mkdtemp(prefix=STATE_PREFIX, dir="/tmp"))
         d = self.directory
+        (d / "owner").write_text(str(os.getpid()))
         for sub in ("mon", "osd", "run", "log", "rgw", "crash"):
             (d / sub).mkdir()
         s3_port, mon_port, fsid = free_port(), free_port(), str(uuid.uuid4())
@@ -489,6 +508,7 @@ class RgwCluster:
 
 def main() -> int:
     keys = {"RGWMANUALACCESSKEY01": "rgw-manual-secret-key-000000000000000001"}
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # clean up on TERM as on Ctrl-C
     with RgwCluster(keys=keys) as cluster:
         print("READY", cluster.endpoint, *next(iter(keys.items())), flush=True)
         with contextlib.suppress(KeyboardInterrupt):
