@@ -123,9 +123,12 @@ def _describe(
 
 
 def config_from_mapping(
-    data: Mapping[str, Any], environ: Mapping[str, str] | None = None
+    data: Mapping[str, Any], environ: Mapping[str, str] | None = None, *, servers: bool = True
 ) -> Config:
-    """Validate an already-parsed document (the whole ``.rr.yaml``, or a test's dict)."""
+    """Validate an already-parsed document (the whole ``.rr.yaml``, or a test's dict).
+
+    ``servers=False`` (``s3rpc dev``, which points every server at its embedded S3) skips
+    what only real servers need: credentials, and endpoints that variables left empty."""
     if not isinstance(data, Mapping):
         raise ConfigError("the configuration must be a YAML mapping")
     unknown = unknown_section_errors(data)
@@ -141,12 +144,12 @@ def config_from_mapping(
     for section in OWN_SECTIONS:
         if section in expanded and expanded[section] is None:
             expanded[section] = {}
-    emptied = _emptied_endpoints(found)
+    emptied = _emptied_endpoints(found) if servers else []
     try:
         config = Config.model_validate(expanded)
     except ValidationError as exc:
         raise ConfigError("; ".join([*emptied, _describe(exc, "", found.empty)])) from None
-    problems = emptied + _missing_credentials(config.s3, found)
+    problems = emptied + (_missing_credentials(config.s3, found) if servers else [])
     if problems:
         raise ConfigError("; ".join(problems))
     return config
@@ -213,7 +216,12 @@ def _missing_credentials(s3: S3Config, found: _Expansion) -> list[str]:
     return problems
 
 
-def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+def load_config(
+    path: str | os.PathLike[str],
+    environ: Mapping[str, str] | None = None,
+    *,
+    servers: bool = True,
+) -> Config:
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
@@ -229,7 +237,7 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"{file} is not valid YAML{where}") from None
-    return config_from_mapping(data or {}, environ)
+    return config_from_mapping(data or {}, environ, servers=servers)
 
 
 def bucket_from_params(s3: S3Config, name: str, fields: Mapping[str, Any]) -> BucketConfig:
