@@ -268,3 +268,26 @@ def test_connect_prints_only_the_report(tmp_path: Path) -> None:
     assert lines[0].startswith("configuration OK")
     assert lines[1].startswith("bucket 'u' (s3://b at 127.0.0.1:")
     assert "buckets ready" not in result.stdout + result.stderr
+
+
+def test_ambient_with_only_a_key_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = PRODUCTION.replace("secret: ${S3_SECRET}", "secret: ${S3_SECRET}\n        ambient: true")
+    code, output = check(tmp_path, text, capsys, S3_KEY="AKIA1", S3_ENDPOINT="http://minio:9000")
+    assert code == EXIT_CONFIG
+    assert (
+        "s3.servers.main.credentials.secret: is empty (from ${S3_SECRET}, which is empty or "
+        "unset); give both key and secret"
+    ) in output
+
+
+def test_a_missing_key_beside_a_secret_from_an_unset_variable_names_both(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = PRODUCTION.replace("        key: ${S3_KEY}\n", "")
+    code, output = check(tmp_path, text, capsys, S3_ENDPOINT="http://minio:9000")
+    assert code == EXIT_CONFIG
+    assert "s3.servers.main.credentials.key: is missing" in output
+    assert "s3.servers.main.credentials.secret: is empty (from ${S3_SECRET}" in output
+    assert "credentials.ambient: true" in output

@@ -29,7 +29,6 @@ from s3rpc.config.models import (
     ConfigError,
     Credentials,
     S3Config,
-    ServerConfig,
     _KeyedError,
     error_message,
 )
@@ -180,39 +179,41 @@ def _emptied_endpoints(found: _Expansion) -> list[str]:
 
 def _missing_credentials(s3: S3Config, found: _Expansion) -> list[str]:
     """A server (or inline bucket) without key and secret that does not say
-    ``credentials.ambient: true``: validation lets it through, production must not."""
+    ``credentials.ambient: true``, or with only one of them: validation lets it through,
+    production must not. Each empty value names the ``${VAR}`` it came from."""
     problems = []
-    servers: list[tuple[str, ServerConfig | BucketConfig, Credentials | None]] = [
-        (f"s3.servers.{name}", server, server.credentials) for name, server in s3.servers.items()
+    signing: list[tuple[str, Credentials | None]] = [
+        (f"s3.servers.{name}", server.credentials) for name, server in s3.servers.items()
     ]
-    servers += [
-        (f"s3.buckets.{name}", bucket, bucket.credentials)
+    signing += [
+        (f"s3.buckets.{name}", bucket.credentials)
         for name, bucket in s3.buckets.items()
         if bucket.server is None
     ]
-    for where, _, creds in servers:
-        creds = creds or Credentials()
+    for where, given in signing:
+        creds = given or Credentials()
         values = {"key": creds.key, "secret": creds.secret.get_secret_value()}
-        missing = [field for field, value in values.items() if value == ""]
-        if not missing or (creds.ambient and len(missing) == len(values)):
+        missing = [name for name, value in values.items() if value == ""]
+        both = len(missing) == len(values)
+        if not missing or (creds.ambient and both):
             continue
-        for field_name in missing:
-            key = f"{where}.credentials.{field_name}"
-            names = found.empty.get(key)
-            if names:
-                origin = ", ".join(dict.fromkeys(names))
-                problems.append(
-                    f"{key}: is empty (from {origin}, which is empty or unset); "
-                    + ("give both key and secret" if creds.ambient else _AMBIENT_HINT)
-                )
-            elif creds.ambient or len(missing) < len(values):
-                problems.append(f"{key}: is missing; give both key and secret")
-            else:
-                problems.append(
-                    f"{where}.credentials: key and secret are missing; "
-                    + _AMBIENT_HINT.replace("give it", "give them")
-                )
-                break
+        origins = {name: found.empty.get(f"{where}.credentials.{name}") for name in missing}
+        # With only one of them given, the chain would not help: ask for the other.
+        hint = _AMBIENT_HINT if both and not creds.ambient else "give both key and secret"
+        if both and not any(origins.values()):
+            problems.append(
+                f"{where}.credentials: key and secret are missing; "
+                + hint.replace("give it", "give them")
+            )
+            continue
+        for name in missing:
+            names = origins[name]
+            why = (
+                f"is empty (from {', '.join(dict.fromkeys(names))}, which is empty or unset)"
+                if names
+                else "is missing"
+            )
+            problems.append(f"{where}.credentials.{name}: {why}; {hint}")
     return problems
 
 

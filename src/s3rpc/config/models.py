@@ -74,6 +74,8 @@ _MESSAGES = {
     "too_short": "must have at least {min_length} entries",
     "too_long": "must have at most {max_length} entries",
     "none_required": "must be empty",
+    "string_pattern_mismatch": "contains characters that are not allowed",
+    "finite_number": "must be a finite number",
 }
 
 
