@@ -49,7 +49,7 @@ use Spiral\Goridge\RPC\RPCInterface;
  * @psalm-type Metadata = array{size: int, mime_type: string, last_modified: int, visibility: string, etag: string, content_type: string, metadata: array<string, string>}
  * @psalm-type ContentEntry = array{type: 'file', path: string, file_size: int, last_modified: int, visibility: null, mime_type: null}|array{type: 'dir', path: string, last_modified: null}
  * @psalm-type ObjectInfo = array{key: string, size: int, last_modified: int, etag: string, storage_class: string}
- * @psalm-type ListResult = array{objects: list<ObjectInfo>, common_prefixes: list<array{prefix: string}>, is_truncated: bool, next_continuation_token: ?string, key_count: int}
+ * @psalm-type ListResult = array{objects: list<ObjectInfo>, common_prefixes?: list<array{prefix: string}>, is_truncated: bool, next_continuation_token?: string, key_count: int}
  */
 final class S3Storage
 {
@@ -457,8 +457,8 @@ final class S3Storage
         do {
             $page = $this->listObjects($bucket, $prefix, null, $pageSize, $token);
             yield from $page['objects'];
-            $token = $page['next_continuation_token'] ?? null;
-        } while (($page['is_truncated'] ?? false) && $token !== null && $token !== '');
+            $token = $page['next_continuation_token'] ?? null; // absent on the last page
+        } while ($token !== null);
     }
 
     /**

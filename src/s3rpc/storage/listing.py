@@ -62,13 +62,19 @@ async def list_objects(
         {"prefix": strip_prefix(bucket.prefix, item.get("Prefix", ""))}
         for item in response.get("CommonPrefixes", [])
     ]
-    return {
+    result: ListObjectsResult = {
         "objects": objects,
-        "common_prefixes": prefixes,
         "is_truncated": bool(response.get("IsTruncated", False)),
-        "next_continuation_token": response.get("NextContinuationToken", ""),
         "key_count": response.get("KeyCount", len(objects) + len(prefixes)),
     }
+    # Left out when empty, as the Go plugin's `omitempty` does: PHP written for it pages with
+    # `while (isset($r['next_continuation_token']))`, which "" would keep going for ever.
+    if prefixes:
+        result["common_prefixes"] = prefixes
+    token = response.get("NextContinuationToken", "")
+    if token:
+        result["next_continuation_token"] = token
+    return result
 
 
 def _listing_id(bucket: Bucket, prefix: str, deep: bool) -> str:

@@ -14,7 +14,16 @@ characters, so an oversized field costs nothing however long it is.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal, TypedDict, TypeVar, get_type_hints
+from typing import (
+    Annotated,
+    Any,
+    ClassVar,
+    Literal,
+    NotRequired,
+    TypedDict,
+    TypeVar,
+    get_type_hints,
+)
 from urllib.parse import parse_qsl, quote, urlencode
 
 from pydantic import (
@@ -558,9 +567,11 @@ class ListedPrefix(TypedDict):
 
 class ListObjectsResult(TypedDict):
     objects: list[ListedObject]
-    common_prefixes: list[ListedPrefix]
+    #: Absent when empty, as the Go plugin's ``omitempty`` leaves it out.
+    common_prefixes: NotRequired[list[ListedPrefix]]
     is_truncated: bool
-    next_continuation_token: str
+    #: Absent on the last page (``omitempty`` in the Go plugin): PHP loops on ``isset()``.
+    next_continuation_token: NotRequired[str]
     key_count: int
 
 
