@@ -442,11 +442,21 @@ async def _delete_moved(
             raise _delete_failed(exc, source_name, dest_name) from exc
     if change is None:
         return
-    outcome = "the source was kept" if change == "replaced" else "it is gone"
+    if change == "replaced":
+        raise S3RpcError(
+            ErrorCode.SOURCE_CHANGED,
+            f"move: the source {source_name} was replaced by another call while it was being "
+            f"moved: the copy {dest_name} was written and kept, the source was kept, and "
+            "nothing was deleted",
+        )
+    # Not success: that would let the second of two racing Moves say it moved the file. The
+    # HTTP layer resends a DELETE whose connection dropped, so the delete that removed it may
+    # also have been this Move's own, with its answer lost.
     raise S3RpcError(
         ErrorCode.SOURCE_CHANGED,
-        f"move: the source {source_name} was {change} by another call while it was being "
-        f"moved: the copy {dest_name} was written and kept, {outcome}, and nothing was deleted",
+        f"move: the source {source_name} is gone: another call deleted or moved it while it was "
+        "being moved (or this Move's own delete was applied and its answer lost): the copy "
+        f"{dest_name} was written and kept",
     )
 
 
