@@ -209,3 +209,34 @@ async def test_multipart_copy_of_a_source_replaced_midway_writes_nothing(
     uploads = s3_admin.list_multipart_uploads(Bucket=physical).get("Uploads", [])
     assert [upload["Key"] for upload in uploads] == []
     assert body(s3_admin, physical, "big.bin") == replacement
+
+
+@pytest.mark.parametrize("source_written", [True, False])
+async def test_copy_refused_with_no_such_bucket_is_source_changed_only_if_the_source_was(
+    daemon: RunningDaemon, s3_admin: Any, source_written: bool
+) -> None:
+    # Some RGW versions answer a failed CopySourceIfMatch with NoSuchBucket: simulated here by
+    # sending the CopyObject to a bucket that does not exist (a real NoSuchBucket).
+    physical = daemon.buckets["uploads"]
+    await daemon.call("s3.Write", {"pathname": "src.txt", "content": b"version one"})
+    assert daemon.app is not None
+    assert daemon.app.buckets is not None
+    client = daemon.app.buckets.get("uploads").client
+
+    def refuse(request: Any, **_: Any) -> None:
+        if source_written:
+            s3_admin.put_object(Bucket=physical, Key="src.txt", Body=b"version two")
+        request.url = request.url.replace(physical, "s3rpc-missing-bucket", 1)
+
+    client.meta.events.register("before-sign.s3.CopyObject", refuse)
+    with pytest.raises(RpcError) as info:
+        await move(daemon, "src.txt", "dst.txt")
+    if source_written:
+        assert info.value.code == "SOURCE_CHANGED", info.value.text
+        assert "nothing was written" in info.value.message
+        assert body(s3_admin, physical, "src.txt") == b"version two"
+    else:
+        assert info.value.code == "S3_OPERATION_FAILED", info.value.text
+        assert "does not exist" in info.value.message
+        assert body(s3_admin, physical, "src.txt") == b"version one"
+    assert body(s3_admin, physical, "dst.txt") is None
