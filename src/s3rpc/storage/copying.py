@@ -136,7 +136,7 @@ async def _multipart_copy(
                 await upload.upload_copy(number, copy_source, first, last, version.etag)
 
         await run_workers(min(dest.config.concurrency, count), worker)
-        change = await replaced(source, source_key, version)
+        change = await _replaced(source, source_key, version)
         if change is not None:
             raise S3RpcError(ErrorCode.SOURCE_CHANGED, f"the source was {change} during the copy")
         return await upload.complete()
@@ -159,7 +159,7 @@ class _Version:
         return same_etag and self.last_modified == other.last_modified
 
 
-async def replaced(source: Bucket, key: str, version: _Version) -> str | None:
+async def _replaced(source: Bucket, key: str, version: _Version) -> str | None:
     """None while ``key`` still is ``version``; "deleted" or "replaced" if it is not.
 
     One HeadObject; runs inside the caller's :func:`~s3rpc.storage.translate.s3_errors`."""
@@ -273,7 +273,7 @@ async def _copy(
         elif _source_condition_failed(exc):
             # A 412 may also be the destination's if_none_match: ask the source.
             with s3_errors(f"read copy source {source_name}", physical_bucket=source.physical):
-                change = await replaced(source, source_key, version)
+                change = await _replaced(source, source_key, version)
             if change is None:
                 raise
             change = f"the source was {change} during the copy"
@@ -431,7 +431,7 @@ async def _delete_moved(
         with s3_errors(step, physical_bucket=source.physical):
             # Where the service ignores If-Match on DELETE (RGW 16), this check is what keeps
             # a write that landed during the copy; only the HEAD-to-DELETE gap stays open.
-            change = await replaced(source, source_key, version)
+            change = await _replaced(source, source_key, version)
             if change is None:
                 await source.client.delete_object(
                     Bucket=source.physical, Key=source_key, **conditions
