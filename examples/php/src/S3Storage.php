@@ -356,6 +356,9 @@ final class S3Storage
      * inputs, then the file as the last field `file`, to `url`; S3 refuses a file larger than
      * `$maxSize` bytes.
      *
+     * `$allowFilename`: `$pathname` may end in `${filename}` (e.g. `inbox/${filename}`), which S3
+     * replaces with the browser's file name; the form may then write any key below that folder.
+     *
      * @return array{url: string, fields: array<string, string>, expires_at: int}
      */
     public function getUploadPost(
@@ -365,6 +368,7 @@ final class S3Storage
         ?string $bucket = null,
         ?string $contentType = null,
         ?string $visibility = null,
+        bool $allowFilename = false,
     ): array {
         return $this->call('GetUploadPost', [
             'bucket' => $bucket,
@@ -373,6 +377,7 @@ final class S3Storage
             'max_size' => $maxSize,
             'content_type' => $contentType,
             'visibility' => $visibility,
+            'allow_filename' => $allowFilename,
         ]);
     }
 

@@ -383,9 +383,18 @@ class UploadUrlParams(ObjectParams):
 
 
 class UploadPostParams(UploadUrlParams):
-    """``s3.GetUploadPost``: a presigned POST (an HTML form) of at most ``max_size`` bytes."""
+    """``s3.GetUploadPost``: a presigned POST (an HTML form) of at most ``max_size`` bytes.
+
+    ``allow_filename``: the pathname may end in ``${filename}``, which S3 replaces with the name
+    of the browser's file; the form then may write any key below the pathname's folder."""
 
     max_size: Annotated[StrictInt, Field(ge=1, le=MAX_POST_SIZE)]
+    allow_filename: StrictBool = False
+
+    @field_validator("allow_filename", mode="before")
+    @classmethod
+    def _none_is_false(cls, value: Any) -> Any:
+        return False if value is None else value
 
 
 class SetVisibilityParams(ObjectParams):

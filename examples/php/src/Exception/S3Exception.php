@@ -29,6 +29,7 @@ class S3Exception extends \RuntimeException
         'INVALID_VISIBILITY' => InvalidVisibilityException::class,
         'OPERATION_TIMEOUT' => OperationTimeoutException::class,
         'PRECONDITION_FAILED' => PreconditionFailedException::class,
+        'SOURCE_CHANGED' => SourceChangedException::class,
         'INVALID_REQUEST' => InvalidRequestException::class,
         'FRAME_TOO_LARGE' => FrameTooLargeException::class,
         'UPLOAD_NOT_FOUND' => UploadNotFoundException::class,
