@@ -327,7 +327,8 @@ def _changed(field: str, raw: str) -> S3RpcError:
 class _Download:
     """The temporary file a download is written to, beside its destination, and its directory.
 
-    Every call runs in a worker thread and names files relative to the opened directory.
+    Every call runs in a worker thread and names files relative to the opened directory. Once
+    constructed, it owns ``place``: :meth:`close` or :meth:`discard` closes it.
     """
 
     def __init__(self, place: _Place, raw: str, replaced: os.stat_result | None) -> None:
@@ -348,7 +349,9 @@ class _Download:
                         os.fchown(self.fd, replaced.st_uid, replaced.st_gid)
                 os.fchmod(self.fd, stat.S_IMODE(replaced.st_mode) & ~(stat.S_ISUID | stat.S_ISGID))
             except OSError as exc:
-                self.discard()
+                with contextlib.suppress(OSError):
+                    os.unlink(self.temp, dir_fd=place.dir_fd)
+                os.close(self.fd)  # the place stays the caller's until this returns
                 raise _os_error(exc, "dest_path", raw, "write") from None
 
     def write(self, data: bytes) -> None:
