@@ -676,3 +676,32 @@ async def test_read_to_file_cut_by_its_deadline_leaves_no_temp_file(
         assert exc.code == "OPERATION_TIMEOUT"
         assert temp_files(allowed) == []
         assert not dest.exists()
+
+
+async def test_cancelled_while_the_temp_file_is_created_removes_it(allowed: Path) -> None:
+    # The thread creating the temporary file cannot be stopped: what it made is undone once it
+    # has finished. (Not through the socket: nothing there can cancel at exactly this moment.)
+    from s3rpc.storage import files
+
+    started = threading.Event()
+    release = threading.Event()
+
+    def slow_create(roots: tuple[str, ...], raw: str) -> Any:
+        started.set()
+        release.wait(10)
+        return files._create_temp(roots, raw)
+
+    blocking = files._Blocking()
+    task = asyncio.create_task(
+        files._settled(
+            blocking, files._Download.discard, slow_create, (str(allowed),), str(allowed / "x")
+        )
+    )
+    assert await asyncio.to_thread(started.wait, 10)
+    task.cancel()
+    await asyncio.sleep(0)
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 10)
+    assert temp_files(allowed) == []
+    assert list(allowed.iterdir()) == []

@@ -4,17 +4,23 @@ This is how PHP hands over a big object without it ever entering PHP's memory or
 (``$_FILES[...]['tmp_name']`` straight to storage): the daemon reads or writes the file itself.
 
 - Only paths under ``s3.local_paths`` are touched, judged *after* resolving symbolic links and
-  ``..`` (and checked again on the opened descriptor, so a path swapped for a link between the
-  check and the open is still refused): anything else is PERMISSION_DENIED, as is every path
-  when the list is empty (the feature is off). Paths must be absolute.
+  ``..``: anything else is PERMISSION_DENIED, as is every path when the list is empty (the
+  feature is off). Paths must be absolute. A path is walked one directory at a time, never
+  following a link it has not resolved and checked itself, and every later step works on the
+  directory it opened (see "paths" below): a directory swapped for a symbolic link at any
+  moment cannot make the daemon read, create, replace or leave anything outside.
+- Only regular files are read or replaced: a directory, FIFO, device or socket is
+  INVALID_REQUEST (a destination of that kind is left alone). A replaced file keeps its mode
+  (and owner, where the daemon may set it). A full disk is NO_SPACE_LEFT, a read-only
+  filesystem PERMISSION_DENIED.
 - WriteFromFile reads the file part by part (``concurrency`` parts of ``part_size`` in flight,
   each read in a worker thread) and uploads them with the one multipart engine; a file no
   larger than one part is a single PutObject. Memory: ``concurrency * part_size``, never the
   file's size.
 - ReadToFile streams the object's body into a temporary file next to the destination (1 MiB
   at a time, one chunk written while the next arrives), fsyncs it and renames it into place;
-  on any failure, deadline or cancellation the temporary file is removed and the destination is
-  left as it was.
+  on any failure, deadline or cancellation (also one that comes while the temporary file is
+  being created) the temporary file is removed and the destination is left as it was.
 
 Blocking file calls run in the loop's default executor. A call whose awaiting task is
 cancelled keeps running in its thread, so every descriptor is closed only after all of its
