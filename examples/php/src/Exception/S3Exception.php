@@ -34,6 +34,7 @@ class S3Exception extends \RuntimeException
         'FRAME_TOO_LARGE' => FrameTooLargeException::class,
         'UPLOAD_NOT_FOUND' => UploadNotFoundException::class,
         'TOO_MANY_UPLOADS' => TooManyUploadsException::class,
+        'NO_SPACE_LEFT' => NoSpaceLeftException::class,
         'UNKNOWN_METHOD' => UnknownMethodException::class,
         'UNSUPPORTED_CODEC' => UnsupportedCodecException::class,
         'SHUTTING_DOWN' => ShuttingDownException::class,
