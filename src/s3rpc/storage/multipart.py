@@ -270,7 +270,12 @@ class Multipart:
         )
         self._parts[number] = response["ETag"]
 
-    async def upload_copy(self, number: int, source: dict[str, str], first: int, last: int) -> None:
+    async def upload_copy(
+        self, number: int, source: dict[str, str], first: int, last: int, if_match: str = ""
+    ) -> None:
+        """UploadPartCopy of bytes ``first``-``last``; with ``if_match`` (the ETag the caller
+        read), S3 refuses the part if the source was replaced since (not every service checks)."""
+        conditions: dict[str, Any] = {"CopySourceIfMatch": if_match} if if_match else {}
         response = await self._client.upload_part_copy(
             Bucket=self._bucket,
             Key=self._key,
@@ -278,6 +283,7 @@ class Multipart:
             PartNumber=number,
             CopySource={"Bucket": source["Bucket"], "Key": source["Key"]},
             CopySourceRange=f"bytes={first}-{last}",
+            **conditions,
         )
         self._parts[number] = response["CopyPartResult"]["ETag"]
 
