@@ -665,10 +665,10 @@ async def test_symlinked_destination_inside_replaces_its_target(
 
 
 async def test_read_to_file_cut_by_its_deadline_leaves_no_temp_file(
-    moto_endpoint: str, physical_buckets: Callable[..., str], allowed: Path
+    s3_endpoint: str, physical_buckets: Callable[..., str], allowed: Path
 ) -> None:
     spec = {"operation_timeout": 1}
-    async with proxied(moto_endpoint, physical_buckets, allowed, spec) as (daemon, proxy):
+    async with proxied(s3_endpoint, physical_buckets, allowed, spec) as (daemon, proxy):
         await daemon.call("s3.Write", {"pathname": "slow.bin", "content": pattern(3 * MIB)})
         proxy.add_fault(Fault("delay", match=Match(op="GetObject"), delay=3))
         dest = allowed / "slow.bin"
