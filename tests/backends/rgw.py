@@ -362,6 +362,7 @@ class RgwCluster:
             "create",
             "--uid=tester",
             "--display-name=s3rpc tests",
+            "--max-buckets=0",  # no limit: the default 1000 is less than a test run creates
             f"--access-key={access}",
             f"--secret-key={secret}",
         )
