@@ -293,7 +293,7 @@ async def test_ambient_credentials_are_accepted_only_when_allowed(
 
 
 async def test_allow_credentials_false_refuses_inline_credentials_but_accepts_a_server(
-    start_daemon: StartDaemon, moto_endpoint: str, physical_buckets: Any
+    start_daemon: StartDaemon, s3_endpoint: str, physical_buckets: Any
 ) -> None:
     daemon = await start(start_daemon, allow_credentials=False)
     error = await refused(
@@ -301,7 +301,7 @@ async def test_allow_credentials_false_refuses_inline_credentials_but_accepts_a_
         {
             "name": "inline",
             "bucket": "b",
-            "endpoint": moto_endpoint,
+            "endpoint": s3_endpoint,
             "credentials": {"key": ACCESS_KEY, "secret": SECRET_KEY},
         },
     )
@@ -335,7 +335,7 @@ async def test_endpoint_not_allowed_is_refused_and_contacted_never(
 
 
 async def test_configured_server_endpoint_is_allowed_by_default(
-    start_daemon: StartDaemon, moto_endpoint: str, physical_buckets: Any
+    start_daemon: StartDaemon, s3_endpoint: str, physical_buckets: Any
 ) -> None:
     daemon = await start(start_daemon)
     physical = physical_buckets("inl")
@@ -345,7 +345,7 @@ async def test_configured_server_endpoint_is_allowed_by_default(
             "name": "twin",
             "bucket": physical,
             # The configured endpoint spelt another way is the same service.
-            "endpoint": moto_endpoint.replace("127.0.0.1", "localhost") + "/",
+            "endpoint": s3_endpoint.replace("127.0.0.1", "localhost") + "/",
             "credentials": {"key": ACCESS_KEY, "secret": SECRET_KEY},
         },
     )

@@ -383,12 +383,12 @@ async def test_malformed_paths_are_invalid_requests(
 
 @contextlib.asynccontextmanager
 async def proxied(
-    moto_endpoint: str,
+    s3_endpoint: str,
     physical_buckets: Callable[..., str],
     allowed: Path,
     bucket: dict[str, Any],
 ) -> AsyncIterator[tuple[RunningDaemon, FaultProxy]]:
-    proxy = FaultProxy(upstream=moto_endpoint).start()
+    proxy = FaultProxy(upstream=s3_endpoint).start()
     try:
         physical = physical_buckets("uploads")
         mapping = daemon_config(
@@ -404,12 +404,12 @@ async def proxied(
 
 
 async def test_write_from_file_keeps_at_most_concurrency_parts_in_flight(
-    moto_endpoint: str, physical_buckets: Callable[..., str], allowed: Path, s3_admin: Any
+    s3_endpoint: str, physical_buckets: Callable[..., str], allowed: Path, s3_admin: Any
 ) -> None:
     data = pattern(26 * MIB, seed=1)
     (allowed / "six.bin").write_bytes(data)
     spec = {"part_size": 5 * MIB, "concurrency": 2}
-    async with proxied(moto_endpoint, physical_buckets, allowed, spec) as (daemon, proxy):
+    async with proxied(s3_endpoint, physical_buckets, allowed, spec) as (daemon, proxy):
         proxy.reset_stats()
         await daemon.call(
             "s3.WriteFromFile", {"pathname": "six.bin", "source_path": str(allowed / "six.bin")}
@@ -420,10 +420,10 @@ async def test_write_from_file_keeps_at_most_concurrency_parts_in_flight(
 
 
 async def test_failed_upload_part_aborts_and_stores_nothing(
-    moto_endpoint: str, physical_buckets: Callable[..., str], allowed: Path, s3_admin: Any
+    s3_endpoint: str, physical_buckets: Callable[..., str], allowed: Path, s3_admin: Any
 ) -> None:
     (allowed / "f.bin").write_bytes(pattern(12 * MIB, seed=2))
-    async with proxied(moto_endpoint, physical_buckets, allowed, {}) as (daemon, proxy):
+    async with proxied(s3_endpoint, physical_buckets, allowed, {}) as (daemon, proxy):
         proxy.add_fault(Fault("status_500", match=Match(op="UploadPart"), times=None))
         exc = await error(
             daemon, "s3.WriteFromFile", {"pathname": "f.bin", "source_path": str(allowed / "f.bin")}
@@ -436,9 +436,9 @@ async def test_failed_upload_part_aborts_and_stores_nothing(
 
 
 async def test_body_cut_mid_download_removes_the_temp_file_and_keeps_the_old_one(
-    moto_endpoint: str, physical_buckets: Callable[..., str], allowed: Path
+    s3_endpoint: str, physical_buckets: Callable[..., str], allowed: Path
 ) -> None:
-    async with proxied(moto_endpoint, physical_buckets, allowed, {}) as (daemon, proxy):
+    async with proxied(s3_endpoint, physical_buckets, allowed, {}) as (daemon, proxy):
         await daemon.call("s3.Write", {"pathname": "cut.bin", "content": pattern(6 * MIB)})
         dest = allowed / "cut.bin"
         dest.write_bytes(b"previous")
@@ -665,10 +665,10 @@ async def test_symlinked_destination_inside_replaces_its_target(
 
 
 async def test_read_to_file_cut_by_its_deadline_leaves_no_temp_file(
-    moto_endpoint: str, physical_buckets: Callable[..., str], allowed: Path
+    s3_endpoint: str, physical_buckets: Callable[..., str], allowed: Path
 ) -> None:
     spec = {"operation_timeout": 1}
-    async with proxied(moto_endpoint, physical_buckets, allowed, spec) as (daemon, proxy):
+    async with proxied(s3_endpoint, physical_buckets, allowed, spec) as (daemon, proxy):
         await daemon.call("s3.Write", {"pathname": "slow.bin", "content": pattern(3 * MIB)})
         proxy.add_fault(Fault("delay", match=Match(op="GetObject"), delay=3))
         dest = allowed / "slow.bin"

@@ -191,12 +191,12 @@ async def test_upload_post_is_a_signed_form_limited_to_max_size(
 
 
 async def test_upload_urls_are_signed_for_the_public_endpoint(
-    start_daemon: StartDaemon, moto_endpoint: str, s3_admin: Any
+    start_daemon: StartDaemon, s3_endpoint: str, s3_admin: Any
 ) -> None:
-    public = moto_endpoint.replace("127.0.0.1", "localhost")
+    public = s3_endpoint.replace("127.0.0.1", "localhost")
     server = {
         "region": "us-east-1",
-        "endpoint": moto_endpoint,
+        "endpoint": s3_endpoint,
         "public_endpoint": public,
         "credentials": {"key": ACCESS_KEY, "secret": SECRET_KEY},
     }

@@ -40,7 +40,7 @@ def assert_matches_stored(result: dict[str, Any], s3_admin: Any, physical: str, 
 
 
 @pytest.fixture
-async def two(make_storage: MakeStorage, tmp_path: Path, moto_endpoint: str) -> Storage:
+async def two(make_storage: MakeStorage, tmp_path: Path, s3_endpoint: str) -> Storage:
     """``a`` (default, 5 MiB parts), ``b`` on the same server, ``far`` through another client."""
     return await make_storage(
         {
@@ -48,7 +48,7 @@ async def two(make_storage: MakeStorage, tmp_path: Path, moto_endpoint: str) -> 
             "b": {"visibility": "public"},
             "far": {"server": "other"},
         },
-        servers={"other": server_spec(moto_endpoint, read_timeout=31)},
+        servers={"other": server_spec(s3_endpoint, read_timeout=31)},
         default="a",
         local_paths=[str(tmp_path)],
     )
