@@ -18,7 +18,8 @@ to finish: pipelined, they apply in wire order whatever their decoding takes (a 
 chunk's base64 yields).
 
 Shutdown: stop accepting; frames that still arrive are answered ``SHUTTING_DOWN``; in-flight
-calls finish within the drain timeout, the rest are cancelled and answered ``SHUTTING_DOWN``; then every connection is closed, unread answers or not.
+calls finish within the drain timeout, the rest are cancelled and answered ``SHUTTING_DOWN``;
+then every connection is closed, unread answers or not.
 """
 
 from __future__ import annotations
