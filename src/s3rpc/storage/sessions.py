@@ -277,9 +277,8 @@ class UploadSessions:
             if stores_alike(session.bucket, bucket):
                 session.bucket = bucket
             else:
-                reason = _gone(session.bucket)
-                self.retire(session, reason, aborted=True)
-                raise _not_found(reason)
+                # Left in the cache: the old bucket's retirement (drop_bucket) aborts it.
+                raise _not_found(_gone(session.bucket))
         if session is None:
             key = bucket.key(ref.pathname)
             session = Session(ref, bucket, key, time.monotonic())
@@ -380,20 +379,17 @@ class UploadSessions:
 
     async def _sweep_bucket(self, bucket: Bucket) -> None:
         cutoff = datetime.now(UTC).timestamp() - self.ttl
-        active = {s.ref.s3_upload_id for s in self._sessions.values()}
-        tracked = self._manager.uploads.upload_ids()
         with s3_errors("list multipart uploads", physical_bucket=bucket.physical):
             uploads = [
                 upload
                 async for upload in _list_uploads(bucket)
-                if upload.get("Initiated") is not None
-                and upload["Initiated"].timestamp() < cutoff
-                and upload.get("UploadId") not in active
-                and upload.get("UploadId") not in tracked
+                if upload.get("Initiated") is not None and upload["Initiated"].timestamp() < cutoff
             ]
             stale: list[tuple[str, str]] = []
             for upload in uploads:
                 key, upload_id = upload["Key"], upload["UploadId"]
+                if self._in_use(upload_id):
+                    continue
                 try:
                     parts = [p async for p in _list_parts(bucket, key, upload_id)]
                 except ClientError as exc:
@@ -401,7 +397,7 @@ class UploadSessions:
                         continue
                     raise
                 last = max((p["LastModified"].timestamp() for p in parts), default=0.0)
-                if last < cutoff:
+                if last < cutoff and not self._in_use(upload_id):
                     stale.append((key, upload_id))
         for key, upload_id in stale:
             await self._manager.uploads.abort(bucket.client, bucket.physical, key, upload_id, 5.0)
@@ -412,6 +408,17 @@ class UploadSessions:
                 count=len(stale),
                 reason=f"no new part for s3.upload_session_ttl ({self.ttl:g}s)",
             )
+
+    def _in_use(self, upload_id: str) -> bool:
+        """Whether ``upload_id`` is a session this process used within the ttl, or one of
+        its own writes under way (the sweep leaves those alone)."""
+        if upload_id in self._manager.uploads.upload_ids():
+            return True
+        now = time.monotonic()
+        return any(
+            s.ref.s3_upload_id == upload_id and (s.busy or now - s.touched <= self.ttl)
+            for s in self._sessions.values()
+        )
 
     def registered(self, bucket: Bucket) -> bool:
         try:
@@ -470,9 +477,7 @@ def _gone(bucket: Bucket) -> str:
     return f"bucket '{bucket.name}' was unregistered, removed or given other storage by a reload"
 
 
-_ENDED_ELSEWHERE = (
-    "completed or aborted (also by the sweep, after s3.upload_session_ttl without a new part)"
-)
+_ENDED_ELSEWHERE = "completed or aborted, or swept after s3.upload_session_ttl without a new part"
 
 
 def _not_found(reason: str = _ENDED_ELSEWHERE) -> S3RpcError:
@@ -522,6 +527,9 @@ class _Turn:
     def __init__(self, manager: BucketManager, upload_id: str, slot: Slot) -> None:
         self.sessions = _sessions(manager)
         ref = SessionRef.decode(upload_id)
+        ended = self.sessions._ended.get((ref.bucket, ref.s3_upload_id))
+        if ended is not None:
+            raise _not_found(ended.reason)
         try:
             bucket = manager.get(ref.bucket)
         except S3RpcError:
@@ -541,9 +549,8 @@ class _Turn:
         if session.ended is not None:
             raise _not_found(session.ended)
         if not self.sessions.registered(session.bucket):
-            reason = _gone(session.bucket)
-            self.sessions.retire(session, reason, aborted=True)
-            raise _not_found(reason)
+            # Left in the cache: the bucket's retirement (drop_bucket) aborts its upload.
+            raise _not_found(_gone(session.bucket))
 
     async def run(self, what: str, work: Callable[[Session], Any], *, ends: bool = False) -> Any:
         """``work(session)`` under the lock and the slot. Unless the work ``ends`` the session
@@ -568,6 +575,29 @@ class _Turn:
         finally:
             session.busy -= 1
             session.touched = time.monotonic()
+
+
+async def _ended_elsewhere(sessions: UploadSessions, session: Session, exc: S3RpcError) -> bool:
+    """After ``exc`` from S3 on ``session``: whether the upload is gone (NoSuchUpload, or a
+    ListParts saying so: some servers answer a part or complete of an aborted upload with a
+    500). Retires the session if so."""
+    gone = _no_such_upload(exc)
+    if not gone:
+        bucket = session.bucket
+        try:
+            await bucket.client.list_parts(
+                Bucket=bucket.physical,
+                Key=session.key,
+                UploadId=session.ref.s3_upload_id,
+                MaxParts=1,
+            )
+        except ClientError as probe:
+            gone = _no_such_upload(probe)
+        except Exception:  # the first failure is the one to report
+            gone = False
+    if gone:
+        sessions.retire(session, _ENDED_ELSEWHERE, aborted=False)
+    return gone
 
 
 async def _load(sessions: UploadSessions, session: Session) -> None:
@@ -722,8 +752,7 @@ async def _append(
         ):
             await run_workers(min(bucket.config.concurrency, len(pieces)), worker)
     except S3RpcError as exc:
-        if _no_such_upload(exc):
-            sessions.retire(session, _ENDED_ELSEWHERE, aborted=False)
+        if await _ended_elsewhere(sessions, session, exc):
             raise _not_found() from None
         raise
     for part_number, view in pieces:
@@ -772,8 +801,7 @@ async def upload_complete(
                 else:
                     response = await _complete_parts(session, start)
         except S3RpcError as exc:
-            if _no_such_upload(exc):
-                sessions.retire(session, _ENDED_ELSEWHERE, aborted=False)
+            if session.ended is None and await _ended_elsewhere(sessions, session, exc):
                 raise _not_found() from None
             raise
         sessions.retire(session, "it was completed", aborted=False)
