@@ -645,3 +645,65 @@ async def test_a_reload_keeps_an_upload_session_going_unless_where_it_stores_cha
             await storage.call("s3.UploadChunk", {"upload_id": upload_id, "content": second})
         assert info.value.code.value == "UPLOAD_NOT_FOUND"
     assert uploads(s3_admin, physical) == []
+
+
+async def test_session_calls_count_on_the_bucket_gauges_while_they_run(
+    start_daemon: StartDaemon,
+) -> None:
+    # Section 6 of the issue: session calls bypassed the metered slot, so
+    # rr_s3_inflight_operations and rr_s3_semaphore_waiters never counted them.
+    daemon = await start_daemon(
+        {"uploads": {"part_size": 5 * MIB, "max_concurrent_operations": 1}},
+        metrics={"address": "127.0.0.1:0"},
+    )
+    assert daemon.app.server is not None
+    metrics = daemon.app.server.state.metrics
+    assert metrics is not None
+
+    def gauges() -> tuple[float | None, float | None]:
+        get = metrics.registry.get_sample_value
+        return (
+            get("rr_s3_inflight_operations", {"bucket": "uploads"}),
+            get("rr_s3_semaphore_waiters", {"bucket": "uploads"}),
+        )
+
+    bucket = daemon.app.buckets.get("uploads")
+    client = await daemon.client("msgpack")
+    upload_id = await start(client, "gauges.bin")
+    content = os.urandom(5 * MIB + 1)
+
+    # Waiting for the bucket's only slot (held here): a waiter.
+    await bucket.slot().acquire()
+    try:
+        chunk = asyncio.ensure_future(send_one(client, upload_id, content, offset=0))
+        await eventually(lambda: gauges()[1] == 1, "the chunk to wait for the slot")
+    finally:
+        bucket.slot().release()
+
+    # Holding it while S3 works: in flight.
+    for name in ("upload_part", "complete_multipart_upload"):
+        entered, release = asyncio.Event(), asyncio.Event()
+        real = getattr(bucket.client, name)
+
+        async def gated(
+            real: Any = real, entered: Any = entered, release: Any = release, **kw: Any
+        ) -> Any:
+            entered.set()
+            await release.wait()
+            return await real(**kw)
+
+        setattr(bucket.client, name, gated)
+        try:
+            call = (
+                chunk
+                if name == "upload_part"
+                else asyncio.ensure_future(complete(client, upload_id, len(content)))
+            )
+            await asyncio.wait_for(entered.wait(), WAIT)
+            assert gauges() == (1, 0)
+            release.set()
+            await asyncio.wait_for(call, WAIT)
+        finally:
+            release.set()
+            setattr(bucket.client, name, real)
+    assert gauges() == (0, 0)

@@ -218,6 +218,8 @@ class UploadSessions:
         #: Bytes of every cached tail together.
         self.buffered = 0
         self._sweeper: asyncio.Task[None] | None = None
+        #: When the sweep first listed each open multipart upload (wall clock).
+        self._first_seen: dict[str, float] = {}
 
     def configure(self, s3: S3Config) -> None:
         """The limits of ``s3`` (again on reload)."""
@@ -370,21 +372,30 @@ class UploadSessions:
             if session.busy == 0 and now - session.touched > self.ttl:
                 self.set_tail(session, bytearray())
                 self._sessions.pop(session.name, None)
+        seen: set[str] = set()
         places: dict[tuple[int, str, str], Bucket] = {}
         for name in self._manager.names():
             bucket = self._manager.get(name)
             places.setdefault((id(bucket.client), bucket.physical, bucket.prefix), bucket)
         for bucket in places.values():
-            await self._sweep_bucket(bucket)
+            await self._sweep_bucket(bucket, seen)
+        self._first_seen = {k: v for k, v in self._first_seen.items() if k in seen}
 
-    async def _sweep_bucket(self, bucket: Bucket) -> None:
-        cutoff = datetime.now(UTC).timestamp() - self.ttl
+    async def _sweep_bucket(self, bucket: Bucket, seen: set[str]) -> None:
+        wall = datetime.now(UTC).timestamp()
+        cutoff = wall - self.ttl
         with s3_errors("list multipart uploads", physical_bucket=bucket.physical):
-            uploads = [
-                upload
-                async for upload in _list_uploads(bucket)
-                if upload.get("Initiated") is not None and upload["Initiated"].timestamp() < cutoff
-            ]
+            uploads = []
+            async for upload in _list_uploads(bucket):
+                upload_id = upload.get("UploadId", "")
+                seen.add(upload_id)
+                # The later of its initiation and this process first seeing it: some servers'
+                # Initiated is not the time of the upload (moto's is a constant in 2010).
+                first = self._first_seen.setdefault(upload_id, wall)
+                initiated = upload.get("Initiated")
+                begun = max(first, initiated.timestamp() if initiated is not None else first)
+                if begun < cutoff:
+                    uploads.append(upload)
             stale: list[tuple[str, str]] = []
             for upload in uploads:
                 key, upload_id = upload["Key"], upload["UploadId"]
