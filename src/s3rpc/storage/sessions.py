@@ -378,7 +378,10 @@ class UploadSessions:
             bucket = self._manager.get(name)
             places.setdefault((id(bucket.client), bucket.physical, bucket.prefix), bucket)
         for bucket in places.values():
-            await self._sweep_bucket(bucket, seen)
+            try:
+                await self._sweep_bucket(bucket, seen)
+            except S3RpcError as exc:  # one bucket's failure does not stop the others'
+                log.warning("upload sweep failed", bucket=bucket.name, error=exc.wire_text())
         self._first_seen = {k: v for k, v in self._first_seen.items() if k in seen}
 
     async def _sweep_bucket(self, bucket: Bucket, seen: set[str]) -> None:
@@ -469,8 +472,13 @@ async def _list_parts(bucket: Bucket, key: str, upload_id: str, after: int = 0) 
 
 
 def _no_such_upload(exc: BaseException) -> bool:
+    """Whether S3 answered that the multipart upload does not exist: NoSuchUpload, or any other
+    404 but NoSuchBucket (RGW answers ListParts of an unknown upload with NoSuchKey)."""
     cause = exc.__cause__ if isinstance(exc, S3RpcError) else exc
-    return isinstance(cause, ClientError) and client_error_parts(cause)[1] == "NoSuchUpload"
+    if not isinstance(cause, ClientError):
+        return False
+    status, code = client_error_parts(cause)
+    return code == "NoSuchUpload" or (status == 404 and code != "NoSuchBucket")
 
 
 def _committed(listed: list[dict[str, Any]]) -> list[Part]:
