@@ -333,12 +333,19 @@ class UploadSessions:
         session.tail, session.counted = tail, len(tail)
 
     def reserve(self, session: Session, size: int) -> None:
-        """Make room for ``session``'s tail to become ``size`` bytes, within
+        """Hold room for ``session``'s tail to become ``size`` bytes, within
         ``s3.max_upload_buffer``: idle tails are dropped, least recently used first (their
-        clients re-send them); TOO_MANY_UPLOADS, nothing applied, when that is not enough."""
+        clients re-send them); TOO_MANY_UPLOADS, nothing applied, when that is not enough.
+        Held until the next :meth:`set_tail` of the session."""
         grow = size - session.counted
-        if grow <= 0 or self.buffered + grow <= self.max_buffer:
+        if grow <= 0:
             return
+        if self.buffered + grow > self.max_buffer:
+            self._make_room(session, grow)
+        self.buffered += grow
+        session.counted = size
+
+    def _make_room(self, session: Session, grow: int) -> None:
         for other in list(self._sessions.values()):
             if self.buffered + grow <= self.max_buffer:
                 break
@@ -706,19 +713,19 @@ async def upload_chunk(
                 f"the object would need more than {MAX_PARTS} parts "
                 "(a session takes at most 55,000 x the bucket's part_size bytes)",
             )
-        sessions.reserve(session, left)
-        if not full:
-            tail = session.tail
-            del tail[start:]
-            tail += content
-            sessions.set_tail(session, tail)
-        else:
-            await _verify(sessions, session)
-            try:
+        sessions.reserve(session, left)  # before any await: concurrent chunks see it
+        try:
+            if not full:
+                tail = session.tail
+                del tail[start:]
+                tail += content
+                sessions.set_tail(session, tail)
+            else:
+                await _verify(sessions, session)
                 await _append(sessions, session, start, content, full)
-            except BaseException:
-                sessions.forget(session)  # parts may be half done: S3 says where to go on
-                raise
+        except BaseException:
+            sessions.forget(session)  # parts may be half done: S3 says where to go on
+            raise
         return {
             "upload_id": params.upload_id,
             "received": session.end,
