@@ -28,21 +28,30 @@ is one S3 multipart upload, created by ``s3.UploadStart``; S3 is the truth about
   plain PutObject (MIME sniffed from its bytes) after the multipart upload is aborted — the abort
   is the claim, so a racing Abort or Complete elsewhere gets UPLOAD_NOT_FOUND. Otherwise the tail
   goes up as the last part and CompleteMultipartUpload names every part.
-- **Order**: calls of one session in one process run one at a time under its lock (so Abort and
-  Complete cannot interleave: the second sees NoSuchUpload and answers UPLOAD_NOT_FOUND); the
-  RPC edge starts session calls of one connection in the order their frames arrived
-  (:attr:`s3rpc.contract.Method.in_order`), so pipelined calls apply in wire order under both
-  codecs. Across processes S3 decides.
+- **Order**: calls of one session in one process run one at a time under its lock, taken before
+  the bucket slot (so Abort and Complete cannot interleave: the second sees NoSuchUpload and
+  answers UPLOAD_NOT_FOUND); the RPC edge starts session calls of one connection in the order
+  their frames arrived (:attr:`s3rpc.contract.Method.in_order`), so pipelined calls apply in
+  wire order under both codecs. Across processes S3 decides: a failed part or complete asks
+  ListParts whether the upload is gone (some servers answer those with a 500), and any 404 but
+  NoSuchBucket means it is (RGW answers ListParts of an unknown upload NoSuchKey). Abort
+  answers success again only for a session this process aborted.
 - **Memory**: cached tails together stay within ``s3.max_upload_buffer``, reserved once the
-  chunk holds its bucket slot; when full, the least recently used idle tails are dropped (their
-  clients re-send them) rather than refusing anyone. ``s3.max_upload_sessions`` caps the sessions
-  remembered in memory (least recently used idle ones are forgotten first), never the sessions
-  that may exist. Starting a session costs one CreateMultipartUpload.
+  chunk holds its bucket slot and before its first await; when full, the least recently used
+  idle tails are dropped (their clients re-send them) rather than refusing anyone
+  (TOO_MANY_UPLOADS only when every tail belongs to a busy session).
+  ``s3.max_upload_sessions`` caps the sessions remembered in memory (least recently used idle
+  ones are forgotten first), never the sessions that may exist. Costs: Start is one
+  CreateMultipartUpload even for a small object; each chunk that fills parts first lists the
+  parts from the last known one (one ListParts); Status and Complete list all parts.
 - **Ending**: Complete, Abort, UnregisterBucket or a reload that moves the bucket to other storage
   (aborts the sessions this process knows), and the sweep: at start and every ttl/4 (at most
   30 s) every multipart upload under a registered bucket's prefix with no new part for
-  ``s3.upload_session_ttl`` is aborted — a killed daemon's too. Shutdown aborts nothing: sessions
-  survive restarts (their cached tails do not).
+  ``s3.upload_session_ttl`` is aborted — a killed daemon's too, and other writers' alike (S3
+  lists no marker that would tell them apart; metadata is not listed). Its age counts from the
+  later of its Initiated time and this process first listing it (moto's Initiated is a fixed
+  date); sessions this process served within the ttl are left alone. Shutdown aborts nothing:
+  sessions survive restarts (their cached tails do not).
 """
 
 from __future__ import annotations
