@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, given, seed, settings
+from hypothesis import HealthCheck, event, example, given, seed, settings
 from hypothesis import strategies as st
 from tests.conftest import RunningDaemon, StartDaemon
 
@@ -238,6 +238,31 @@ def shared() -> Shared:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(program=programs, codec=st.sampled_from(["json", "msgpack"]))
+# Always run too: parts committed, a restart losing a tail, resending from the committed
+# offset, pipelined and concurrent sessions.
+@example(
+    program=[
+        *[("start", slot) for slot in range(SLOTS)],
+        ("run", [(0, [("chunk", PART + 17, "next"), ("chunk", 3000, "next")])]),
+        ("run", [(1, [("chunk", PART - 5, "next"), ("chunk", 700, "none")])]),
+        ("restart",),
+        (
+            "run",
+            [
+                (0, [("chunk", 700, "next"), ("status",), ("chunk", 3000, "resend")]),
+                (1, [("chunk", 1, "gap"), ("complete", "right")]),
+                (2, [("chunk", 700, "next"), ("abort",), ("abort",)]),
+            ],
+        ),
+        (
+            "run",
+            [(0, [("chunk", PART + 17, "next"), ("complete", "wrong"), ("complete", "right")])],
+        ),
+        ("run", [(1, [("chunk", 1, "behind"), ("status",)])]),
+        ("run", [(1, [("chunk", 700, "next"), ("complete", "right"), ("abort",)])]),
+    ],
+    codec="json",
+)
 async def test_sessions_follow_the_model(
     start_daemon: StartDaemon,
     s3_admin: Any,
