@@ -705,3 +705,43 @@ async def test_session_calls_count_on_the_bucket_gauges_while_they_run(
             release.set()
             setattr(bucket.client, name, real)
     assert gauges() == (0, 0)
+
+
+async def test_a_reload_changing_part_size_during_a_chunk_neither_kills_nor_garbles_it(
+    start_daemon: StartDaemon, s3_admin: Any
+) -> None:
+    daemon = await start_daemon({"uploads": {"part_size": 5 * MIB}})
+    physical = daemon.buckets["uploads"]
+    manager = daemon.app.buckets
+    client = await daemon.client("msgpack")
+    upload_id = await start(client, "reload-mid-chunk.bin")
+    content = os.urandom(10 * MIB + 7 * MIB + 3)
+    bucket = manager.get("uploads")
+    entered, release = asyncio.Event(), asyncio.Event()
+    real = bucket.client.list_parts
+
+    async def gated(**kwargs: Any) -> Any:
+        entered.set()
+        await release.wait()
+        return await real(**kwargs)
+
+    bucket.client.list_parts = gated  # the check before the chunk's parts go up
+    try:
+        chunk = asyncio.ensure_future(send_one(client, upload_id, content[: 10 * MIB], offset=0))
+        await asyncio.wait_for(entered.wait(), WAIT)
+        spec = daemon.config.s3.buckets["uploads"].model_copy(update={"part_size": 6 * MIB})
+        reloaded = daemon.config.s3.model_copy(update={"buckets": {"uploads": spec}})
+        assert (await manager.reload(reloaded)).changed == ["uploads"]
+        bucket.client.list_parts = real
+        release.set()
+        answer = await asyncio.wait_for(chunk, WAIT)
+    finally:
+        release.set()
+        bucket.client.list_parts = real
+    assert answer["received"] == 10 * MIB
+    assert answer["committed"] == 10 * MIB  # two parts of the size the chunk began with
+    await send(client, upload_id, [content[10 * MIB :]], 10 * MIB)  # a 6 MiB part, then the rest
+    await complete(client, upload_id, len(content))
+    stored = s3_admin.get_object(Bucket=physical, Key="reload-mid-chunk.bin")["Body"].read()
+    assert stored == content
+    assert uploads(s3_admin, physical) == []

@@ -713,6 +713,7 @@ async def upload_chunk(
         if not session.committed <= offset <= session.end:
             raise _mismatch(session, offset)
         start = offset - session.committed  # bytes of the tail kept before this chunk
+        # Fixed for the whole chunk: a reload may swap the bucket (and its part_size) meanwhile.
         base = session.bucket.config.part_size
         number = len(session.parts) + 1
         full, left = _split(start, len(content), base, number)
@@ -731,7 +732,7 @@ async def upload_chunk(
                 sessions.set_tail(session, tail)
             else:
                 await _verify(sessions, session)
-                await _append(sessions, session, start, content, full)
+                await _append(sessions, session, start, content, full, base)
         except BaseException:
             sessions.forget(session)  # parts may be half done: S3 says where to go on
             raise
@@ -746,12 +747,16 @@ async def upload_chunk(
 
 
 async def _append(
-    sessions: UploadSessions, session: Session, start: int, data: memoryview, full: int
+    sessions: UploadSessions,
+    session: Session,
+    start: int,
+    data: memoryview,
+    full: int,
+    base: int,
 ) -> None:
     """The tail's first ``start`` bytes and ``data``: ``full`` parts uploaded (``concurrency``
     at once), the rest the new tail."""
     bucket = session.bucket
-    base = bucket.config.part_size
     number = len(session.parts) + 1
     pieces: list[tuple[int, memoryview]] = []
     first = session.tail[:start]
