@@ -73,12 +73,8 @@ from pydantic import ValidationError
 
 from s3rpc.errors import ErrorCode, S3RpcError
 from s3rpc.storage.buckets import Bucket, BucketManager, stores_alike
-from s3rpc.storage.multipart import MAX_PARTS, Multipart, PartReader, refuse_existing, run_workers
-from s3rpc.storage.objects import named, stored_at, write_args
-from s3rpc.storage.registry import _within, method
-from s3rpc.storage.translate import client_error_parts, s3_errors
-
-from s3rpc.storage.models import (  # isort: skip
+from s3rpc.storage.models import (
+    MAX_UPLOAD_ID_CHARS,
     SuccessResult,
     UploadChunkParams,
     UploadChunkResult,
@@ -89,6 +85,10 @@ from s3rpc.storage.models import (  # isort: skip
     UploadStatusResult,
     WriteResult,
 )
+from s3rpc.storage.multipart import MAX_PARTS, Multipart, PartReader, run_workers
+from s3rpc.storage.objects import named, stored_at, write_args
+from s3rpc.storage.registry import _within, method
+from s3rpc.storage.translate import client_error_parts, s3_errors
 
 if TYPE_CHECKING:
     from s3rpc.config import S3Config
@@ -536,19 +536,26 @@ async def upload_start(
 ) -> UploadStartResult:
     key = bucket.key(params.pathname)
     extra = write_args(bucket, params, params.pathname, None)  # refuses a bad visibility now
+    options = _options(params)
+    # Room for S3's UploadId (AWS's are about 150 characters): refused before creating anything.
+    longest = SessionRef(bucket.name, params.pathname, "x" * 1024, options).encode()
+    if len(longest) > MAX_UPLOAD_ID_CHARS:
+        raise S3RpcError(
+            ErrorCode.INVALID_REQUEST,
+            "the write options are too large for an upload session (its id carries them); "
+            "use s3.Write or s3.WriteFromFile, or fewer metadata and tags",
+        )
     with s3_errors(
         f"start upload of {named(params.pathname, bucket)}", physical_bucket=bucket.physical
     ):
-        if params.if_none_match is not None:
-            # Checked again by S3 on complete; this spares the upload when it exists already.
-            await refuse_existing(bucket.client, bucket.physical, key)
-        # Multipart aborts the upload if this call is cancelled or fails while creating it.
+        # With if_none_match it HEADs first (S3 checks again on complete); it aborts the upload
+        # if this call is cancelled or fails while creating it.
         upload = Multipart(manager.uploads, bucket.client, bucket.physical, key, extra)
         await upload.__aenter__()
     upload_id = upload.upload_id
     # The session outlives this call and this process: not one of the uploads shutdown aborts.
     manager.uploads.discard(bucket.client, bucket.physical, key, upload_id)
-    ref = SessionRef(bucket.name, params.pathname, upload_id, _options(params))
+    ref = SessionRef(bucket.name, params.pathname, upload_id, options)
     session = _sessions(manager).session(ref, bucket)
     session.known = True
     structlog.contextvars.bind_contextvars(session=session.label)
