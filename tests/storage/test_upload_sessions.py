@@ -745,3 +745,14 @@ async def test_a_reload_changing_part_size_during_a_chunk_neither_kills_nor_garb
     stored = s3_admin.get_object(Bucket=physical, Key="reload-mid-chunk.bin")["Body"].read()
     assert stored == content
     assert uploads(s3_admin, physical) == []
+
+
+async def test_if_none_match_on_an_existing_object_refuses_the_start(
+    daemon: RunningDaemon, s3_admin: Any
+) -> None:
+    physical = daemon.buckets["uploads"]
+    s3_admin.put_object(Bucket=physical, Key="there.txt", Body=b"old")
+    with pytest.raises(RpcError) as raised:
+        await daemon.call("s3.UploadStart", {"pathname": "there.txt", "if_none_match": "*"})
+    assert raised.value.code == "PRECONDITION_FAILED"
+    assert uploads(s3_admin, physical) == []
