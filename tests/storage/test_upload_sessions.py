@@ -11,11 +11,8 @@ from typing import Any
 
 import pytest
 from tests.conftest import RunningDaemon, StartDaemon
-from tests.storage.conftest import MakeStorage, server_spec
 
 from s3rpc.client import AsyncClient, CodecName, RpcError
-from s3rpc.config import config_from_mapping
-from s3rpc.errors import S3RpcError
 
 MIB = 1024 * 1024
 WAIT = 20.0
@@ -612,36 +609,30 @@ async def test_unregister_during_a_chunk_never_answers_success_for_an_ended_sess
     ids=["limits-changed", "part-size-changed", "prefix-changed"],
 )
 async def test_a_reload_keeps_an_upload_session_going_unless_where_it_stores_changed(
-    make_storage: MakeStorage,
-    moto_endpoint: str,
-    s3_admin: Any,
-    change: dict[str, Any],
-    survives: bool,
+    start_daemon: StartDaemon, s3_admin: Any, change: dict[str, Any], survives: bool
 ) -> None:
-    storage = await make_storage({"uploads": {"part_size": 5 * MIB}})
-    physical = storage.physical["uploads"]
-    upload_id = (
-        await storage.call("s3.UploadStart", {"pathname": "r/s.bin", "bucket": "uploads"})
-    )["upload_id"]
+    daemon = await start_daemon({"uploads": {"part_size": 5 * MIB}})
+    physical = daemon.buckets["uploads"]
+    client = await daemon.client("msgpack")
+    upload_id = await start(client, "r/s.bin")
     first, second = os.urandom(6 * MIB), os.urandom(6 * MIB)
-    await storage.call("s3.UploadChunk", {"upload_id": upload_id, "content": first})
-    spec = {"server": "local", "bucket": physical, "part_size": 5 * MIB, **change}
-    reloaded = config_from_mapping(
-        {"s3": {"servers": {"local": server_spec(moto_endpoint)}, "buckets": {"uploads": spec}}}
-    )
-    assert (await storage.manager.reload(reloaded.s3)).changed == ["uploads"]
+    await send(client, upload_id, [first])
+    s3 = daemon.config.s3
+    spec = s3.buckets["uploads"].model_copy(update=change)
+    reloaded = s3.model_copy(update={"buckets": {"uploads": spec}})
+    assert (await daemon.app.buckets.reload(reloaded)).changed == ["uploads"]
     if survives:
-        await storage.call("s3.UploadChunk", {"upload_id": upload_id, "content": second})
+        await send(client, upload_id, [second], len(first))
         size = len(first) + len(second)
-        done = await storage.call("s3.UploadComplete", {"upload_id": upload_id, "size": size})
-        assert done["size"] == size
+        assert (await complete(client, upload_id, size))["size"] == size
         stored = s3_admin.get_object(Bucket=physical, Key="r/s.bin")["Body"].read()
         assert stored == first + second
     else:
         await eventually(lambda: uploads(s3_admin, physical) == [], "the session's abort")
-        with pytest.raises(S3RpcError) as info:
-            await storage.call("s3.UploadChunk", {"upload_id": upload_id, "content": second})
-        assert info.value.code.value == "UPLOAD_NOT_FOUND"
+        with pytest.raises(RpcError) as info:
+            await send_one(client, upload_id, second, offset=len(first))
+        assert info.value.code == "UPLOAD_NOT_FOUND"
+        assert "given other storage by a reload" in info.value.message
     assert uploads(s3_admin, physical) == []
 
 
