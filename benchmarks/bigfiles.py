@@ -280,7 +280,7 @@ async def session_upload(ctx: Context) -> None:
             )
             offset += size
         result: dict[str, object] = await client.call(
-            "s3.UploadComplete", {"upload_id": upload_id}, timeout=ctx.timeout
+            "s3.UploadComplete", {"upload_id": upload_id, "size": offset}, timeout=ctx.timeout
         )
         return result
 

@@ -75,9 +75,11 @@ async def session_upload(
     try:
         # Warm-up: imports, clients, first allocations; then the baseline.
         warm = (await client.call("s3.UploadStart", {"pathname": "warm-up.bin"}))["upload_id"]
+        warmed = 0
         for chunk in chunks(7 * MIB, pool):
             await client.call("s3.UploadChunk", {"upload_id": warm, "content": chunk})
-        await client.call("s3.UploadComplete", {"upload_id": warm})
+            warmed += len(chunk)
+        await client.call("s3.UploadComplete", {"upload_id": warm, "size": warmed})
         await asyncio.sleep(0.5)
         peak_reset = bench.reset_peak_rss(pid)
         before = bench.proc_status_kib(pid, "VmRSS")
@@ -92,7 +94,9 @@ async def session_upload(
             )
             count += 1
         received = int(answer["received"])
-        written = await client.call("s3.UploadComplete", {"upload_id": upload_id}, timeout=600)
+        written = await client.call(
+            "s3.UploadComplete", {"upload_id": upload_id, "size": received}, timeout=600
+        )
         seconds = time.perf_counter() - started
         peak = bench.proc_status_kib(pid, "VmHWM")
     finally:

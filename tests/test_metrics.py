@@ -89,7 +89,7 @@ async def test_scripted_calls_are_counted_exactly_per_label_set(start_daemon: St
     upload = {"upload_id": started["upload_id"]}
     await client.call("s3.UploadChunk", {**upload, "content": b"x" * 1000})
     await client.call("s3.UploadChunk", {**upload, "content": b"y" * 24})
-    await client.call("s3.UploadComplete", upload)
+    await client.call("s3.UploadComplete", {**upload, "size": 1024})
     with pytest.raises(RpcError, match="UPLOAD_NOT_FOUND"):
         await client.call("s3.UploadChunk", {"upload_id": "gone", "content": b"z"})
 

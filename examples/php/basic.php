@@ -181,7 +181,7 @@ function demo(RPCInterface $rpc, string $codec, string $payload, string $public,
         $sent += strlen($chunk);
         show('UploadChunk', ['received' => $answer['received']]);
     }
-    show('UploadComplete', $rpc->call('s3.UploadComplete', ['upload_id' => $upload['upload_id']]));
+    show('UploadComplete', $rpc->call('s3.UploadComplete', ['upload_id' => $upload['upload_id'], 'size' => $sent]));
     if ($decode($rpc->call('s3.Read', ['bucket' => $public, 'pathname' => $session])['content']) !== $payload) {
         fail("$codec: the object written by the upload session differs from the chunks sent");
     }

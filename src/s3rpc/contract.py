@@ -19,6 +19,9 @@ Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 class Method:
     handler: Handler
     bytes_fields: frozenset[str] = field(default_factory=frozenset)
+    #: Calls of ``in_order`` methods (upload sessions) on one connection run one at a time, in
+    #: the order their frames arrived, whatever their decoding takes.
+    in_order: bool = False
 
 
 MethodTable = Mapping[str, Method]

@@ -56,6 +56,7 @@ OPERATIONS: Mapping[str, str] = {
     "s3.UploadChunk": "upload_chunk",
     "s3.UploadComplete": "upload_complete",
     "s3.UploadAbort": "upload_abort",
+    "s3.UploadStatus": "upload_status",
 }
 OTHER = "other"
 #: ``rr_s3_rpc_frames_rejected_total`` reasons: frames answered or dropped before any method ran.

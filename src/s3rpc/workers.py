@@ -32,9 +32,9 @@ supervisor. Watchdog (``$WATCHDOG_USEC``): the supervisor pings from its selecto
 worker reports from its event loop every half period, and a worker silent for a whole period
 is killed and restarted — one stuck worker does not make systemd restart the service.
 
-Per-worker state stays per worker: upload sessions (send a session's calls over one
-connection), metrics and readiness — worker i serves ``metrics.address`` and
-``status.address`` at port + i.
+Per-worker state stays per worker: the cached tails of upload sessions (the sessions live in
+S3; another worker re-fetches where one stands), metrics and readiness — worker i serves
+``metrics.address`` and ``status.address`` at port + i.
 """
 
 from __future__ import annotations

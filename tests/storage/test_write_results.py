@@ -76,7 +76,7 @@ async def _session(storage: Storage, _: Path, size: int) -> Any:
         await storage.call(
             "s3.UploadChunk", {"upload_id": upload_id, "offset": offset, "content": chunk}
         )
-    return await storage.call("s3.UploadComplete", {"upload_id": upload_id})
+    return await storage.call("s3.UploadComplete", {"upload_id": upload_id, "size": size})
 
 
 @pytest.mark.parametrize("size", [1000, 6 * MIB + 5], ids=["single", "multipart"])

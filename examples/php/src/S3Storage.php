@@ -62,6 +62,9 @@ final class S3Storage
      */
     public const CHUNK_SIZE = 4 * 1024 * 1024;
 
+    /** How many times {@see self::writeStream()} resumes a session after UPLOAD_OFFSET_MISMATCH. */
+    private const MAX_RESUMES = 3;
+
     private readonly RPCInterface $rpc;
     private readonly bool $base64Content;
     /** @var positive-int */
@@ -142,9 +145,12 @@ final class S3Storage
     /**
      * Uploads a PHP stream of any size through an upload session: s3.UploadStart, one
      * s3.UploadChunk per `chunkSize` bytes read from `$resource` (so PHP holds one chunk at a
-     * time), s3.UploadComplete. Any failure, including one reading the stream, aborts the
-     * session (s3.UploadAbort) before the exception is rethrown, so nothing partial is left.
-     * A stream that ends within its first chunk is sent as one s3.Write instead.
+     * time), s3.UploadComplete with the total size. When the daemon lost bytes not yet stored
+     * as a part (it restarted, or dropped an idle session's buffer), it answers
+     * UPLOAD_OFFSET_MISMATCH: a seekable stream is then rewound to s3.UploadStatus's offset and
+     * sent on from there (at most a few times). Any other failure, including one reading the
+     * stream, aborts the session (s3.UploadAbort) before the exception is rethrown, so nothing
+     * partial is left. A stream that ends within its first chunk is sent as one s3.Write.
      * The stream is read from its current position to its end and is not closed.
      *
      * @param resource $resource a readable stream (fopen(), php://input, php://temp, ...)
@@ -156,6 +162,7 @@ final class S3Storage
         if (!\is_resource($resource)) {
             throw new \InvalidArgumentException('writeStream() expects a stream resource, got ' . \get_debug_type($resource));
         }
+        $origin = \ftell($resource);
         $chunk = $this->readChunk($resource);
         if (\feof($resource)) {
             return $this->call('Write', self::withOptions([
@@ -167,17 +174,32 @@ final class S3Storage
         $uploadId = $this->uploadStart($pathname, $options, $bucket);
         try {
             $sent = 0;
-            while ($chunk !== '') {
-                // With its offset, a chunk lost or repeated (e.g. a retry) is refused, not appended.
-                $received = $this->uploadChunk($uploadId, $chunk, $sent);
-                $sent += \strlen($chunk);
-                if ($received !== $sent) {
-                    throw new \UnexpectedValueException(\sprintf('s3.UploadChunk: the session has %d bytes, %d were sent', $received, $sent));
-                }
-                $chunk = \feof($resource) ? '' : $this->readChunk($resource);
-            }
+            $resumes = 0;
+            while (true) {
+                try {
+                    while ($chunk !== '') {
+                        // With its offset, a chunk is applied where it belongs or refused.
+                        $received = $this->uploadChunk($uploadId, $chunk, $sent);
+                        $sent += \strlen($chunk);
+                        if ($received !== $sent) {
+                            throw new \UnexpectedValueException(\sprintf('s3.UploadChunk: the session has %d bytes, %d were sent', $received, $sent));
+                        }
+                        $chunk = \feof($resource) ? '' : $this->readChunk($resource);
+                    }
 
-            return $this->uploadComplete($uploadId);
+                    return $this->uploadComplete($uploadId, $sent);
+                } catch (Exception\UploadOffsetMismatchException $e) {
+                    // Bytes not yet in a part were lost: re-send them from the committed offset.
+                    if (++$resumes > self::MAX_RESUMES || $origin === false) {
+                        throw $e;
+                    }
+                    $sent = $this->uploadStatus($uploadId)['offset'];
+                    if (\fseek($resource, $origin + $sent) !== 0) {
+                        throw $e; // not seekable: the bytes are gone
+                    }
+                    $chunk = $this->readChunk($resource);
+                }
+            }
         } catch (\Throwable $e) {
             try {
                 $this->uploadAbort($uploadId);
@@ -255,11 +277,12 @@ final class S3Storage
     }
 
     /**
-     * Appends bytes to an upload session (s3.UploadChunk).
+     * Writes bytes of an upload session (s3.UploadChunk).
      *
-     * @param int|null $offset the bytes sent before this chunk: the daemon then applies chunks in
-     *        that order and refuses one that is missing its predecessor or repeated (INVALID_REQUEST)
-     * @return int the bytes the session has received so far
+     * @param int|null $offset where `$content` starts in the object (recommended): anything from
+     *        the session's committed bytes to its end is taken (bytes sent again overwrite), any
+     *        other offset is {@see Exception\UploadOffsetMismatchException}; null appends
+     * @return int the bytes the session holds so far
      */
     public function uploadChunk(string $uploadId, string $content, ?int $offset = null): int
     {
@@ -271,13 +294,27 @@ final class S3Storage
     }
 
     /**
-     * Finishes an upload session: the object appears now (s3.UploadComplete).
+     * Finishes an upload session: the object of exactly `$size` bytes appears now
+     * (s3.UploadComplete); if the session holds another count (bytes lost with a restarted
+     * daemon), {@see Exception\UploadOffsetMismatchException} and nothing is written.
      *
      * @return WriteResult
      */
-    public function uploadComplete(string $uploadId): array
+    public function uploadComplete(string $uploadId, int $size): array
     {
-        return $this->call('UploadComplete', ['upload_id' => $uploadId]);
+        return $this->call('UploadComplete', ['upload_id' => $uploadId, 'size' => $size]);
+    }
+
+    /**
+     * Where an upload session stands (s3.UploadStatus): `offset` is the bytes stored in S3
+     * parts (resume from there: they survive daemon restarts), `received` what the answering
+     * daemon holds.
+     *
+     * @return array{upload_id: string, offset: int, received: int}
+     */
+    public function uploadStatus(string $uploadId): array
+    {
+        return $this->call('UploadStatus', ['upload_id' => $uploadId]);
     }
 
     public function uploadAbort(string $uploadId): bool

@@ -623,11 +623,12 @@ class S3Config(_Model):
     # ``s3.register`` in the file; the attribute name avoids BaseModel's ``register``.
     register_policy: RegisterPolicy = Field(default=RegisterPolicy(), alias="register")
     # Upload sessions (s3.UploadStart ... s3.UploadComplete, storage/sessions.py).
-    #: Seconds a session may stay idle (no chunk) before the sweep aborts it.
+    #: Seconds a multipart upload under a bucket's prefix may go without a new part before the
+    #: sweep aborts it (sessions this daemon served meanwhile excepted).
     upload_session_ttl: PositiveSeconds = 3600.0
-    #: Open sessions at once; s3.UploadStart beyond it is refused (TOO_MANY_UPLOADS).
+    #: Sessions one daemon keeps in memory; idle ones beyond it are forgotten, never refused.
     max_upload_sessions: PositiveInt = 1000
-    #: Bytes all sessions together may hold buffered (each below its bucket's part_size).
+    #: Bytes all sessions' tails may hold together (each below its bucket's part_size).
     max_upload_buffer: PositiveInt = 256 * MIB
     #: Directories whose files s3.WriteFromFile / s3.ReadToFile may touch; empty = feature off.
     local_paths: tuple[str, ...] = ()

@@ -10,9 +10,16 @@ its answer has left the socket buffer.
 A framing violation, an incomplete frame older than ``read_timeout``, answers that do not move
 for ``write_timeout`` or (optionally) ``idle_timeout`` close only that connection. When the
 peer goes away (reset, failed write) its queued and running calls are cancelled; a half-close
-still gets every answer. Shutdown: stop accepting; frames that still arrive are answered
-``SHUTTING_DOWN``; in-flight calls finish within the drain timeout, the rest are cancelled and
-answered ``SHUTTING_DOWN``; then every connection is closed, unread answers or not.
+still gets every answer.
+
+Calls of ``in_order`` methods (upload sessions) of one connection take their turn when their
+frame is read, before anything is awaited, and each one's handler waits for the one before it
+to finish: pipelined, they apply in wire order whatever their decoding takes (a large JSON
+chunk's base64 yields).
+
+Shutdown: stop accepting; frames that still arrive are answered ``SHUTTING_DOWN``; in-flight
+calls finish within the drain timeout, the rest are cancelled and answered ``SHUTTING_DOWN``;
+then every connection is closed, unread answers or not.
 """
 
 from __future__ import annotations
@@ -115,6 +122,8 @@ class Connection:
         self._unflushed: list[Ledger] = []
         self._flusher: asyncio.Task[None] | None = None
         self._last_activity = time.monotonic()
+        #: Done when the last ``in_order`` call started so far has finished.
+        self._in_order_tail: asyncio.Future[None] | None = None
         with contextlib.suppress(Exception):
             # drain() then returns only once every written byte has left the socket buffer.
             writer.transport.set_write_buffer_limits(high=0)
@@ -320,11 +329,25 @@ class Connection:
     # --- calls ---------------------------------------------------------------------------
 
     def _start_call(self, frame: Frame, ledger: Ledger) -> None:
-        task = asyncio.create_task(self._call(frame, ledger))
+        turn = self._in_order_turn(frame)
+        task = asyncio.create_task(self._call(frame, ledger, turn))
         self.calls.add(task)
         self.state.calls.add(task)
         self.state.total_calls += 1
         task.add_done_callback(lambda done: self._call_done(done, ledger))
+        if turn is not None:
+            task.add_done_callback(lambda _: turn.finish())
+
+    def _in_order_turn(self, frame: Frame) -> _Turn | None:
+        """The place of an ``in_order`` method's call in this connection's queue, fixed now,
+        as its frame is read."""
+        method = self.table.get(parse_request(frame).method)
+        if method is None or not method.in_order:
+            return None
+        done = asyncio.get_running_loop().create_future()
+        turn = _Turn(self._in_order_tail, done)
+        self._in_order_tail = done
+        return turn
 
     def _call_done(self, task: asyncio.Task[None], ledger: Ledger) -> None:
         if task.cancelled():
@@ -336,7 +359,7 @@ class Connection:
         if self.draining and not self.calls:
             self._finish()
 
-    async def _call(self, frame: Frame, ledger: Ledger) -> None:
+    async def _call(self, frame: Frame, ledger: Ledger, turn: _Turn | None = None) -> None:
         current_ledger.set(ledger)
         started = time.perf_counter()
         request = parse_request(frame)
@@ -356,7 +379,14 @@ class Connection:
             params = await bytes_fields(codec, method, fields)
             del fields
             ledger.settle(size_in)
-            result = await method.handler(params)
+            if turn is None:
+                result = await method.handler(params)
+            else:
+                await turn.wait()
+                try:
+                    result = await method.handler(params)
+                finally:
+                    turn.finish()
             del params
             parts = await encode_result(codec, result)
             del result
@@ -721,6 +751,25 @@ class RpcServer:
         with contextlib.suppress(OSError):
             if os.stat(self.address.path).st_ino == self._unix_inode:
                 os.unlink(self.address.path)
+
+
+class _Turn:
+    """An ``in_order`` call's place: it runs once ``after`` (its predecessor's) is done."""
+
+    __slots__ = ("after", "done")
+
+    def __init__(self, after: asyncio.Future[None] | None, done: asyncio.Future[None]) -> None:
+        self.after = after
+        self.done = done
+
+    async def wait(self) -> None:
+        if self.after is not None and not self.after.done():
+            # asyncio.wait, unlike awaiting the future, never cancels it when this call is.
+            await asyncio.wait({self.after})
+
+    def finish(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
 
 
 def _decoding_overhead(flags: int) -> float:

@@ -161,6 +161,9 @@ class UploadTracker:
     def discard(self, client: S3Client, bucket: str, key: str, upload_id: str) -> None:
         self._uploads.discard(_Upload(client, bucket, key, upload_id))
 
+    def upload_ids(self) -> set[str]:
+        return {upload.upload_id for upload in self._uploads}
+
     async def abort(
         self, client: S3Client, bucket: str, key: str, upload_id: str, seconds: float
     ) -> bool:
@@ -230,14 +233,10 @@ async def _abort(upload: _Upload, seconds: float) -> bool:
     return False
 
 
-def _stores_alike(old: Bucket, new: Bucket) -> bool:
-    """Whether an upload under way through ``old`` can go on through ``new`` unchanged."""
-    return (
-        new.client is old.client
-        and new.physical == old.physical
-        and new.prefix == old.prefix
-        and new.config.part_size == old.config.part_size
-    )
+def stores_alike(old: Bucket, new: Bucket) -> bool:
+    """Whether an upload under way through ``old`` can go on through ``new`` unchanged (a
+    session's parts keep their sizes when ``part_size`` changes)."""
+    return new.client is old.client and new.physical == old.physical and new.prefix == old.prefix
 
 
 def _client_identity(server: ServerConfig, endpoint: str, guarded: bool = False) -> str:
@@ -588,9 +587,9 @@ class BucketManager:
             self.sessions.configure(s3)
             for bucket in built:
                 old = current.get(bucket.name)
-                if old is not None and _stores_alike(old, bucket):
-                    # Same client, S3 bucket, prefix and part size: an upload session under
-                    # way goes on with the new bucket rather than being aborted with the old.
+                if old is not None and stores_alike(old, bucket):
+                    # Same client, S3 bucket and prefix: an upload session under way goes on
+                    # with the new bucket rather than being aborted with the old.
                     self.sessions.move_bucket(old, bucket)
                 self._buckets[bucket.name] = bucket
             for name in removed:

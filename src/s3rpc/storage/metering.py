@@ -23,7 +23,9 @@ from s3rpc.metrics import OTHER, BucketSeries, Metrics, operation_name
 from s3rpc.storage.buckets import Bucket, BucketManager
 
 #: Methods whose bucket is their upload session's (bound to the log context by the session).
-SESSION_METHODS = frozenset({"s3.UploadChunk", "s3.UploadComplete", "s3.UploadAbort"})
+SESSION_METHODS = frozenset(
+    {"s3.UploadChunk", "s3.UploadStatus", "s3.UploadComplete", "s3.UploadAbort"}
+)
 _INTERNAL = ErrorCode.INTERNAL_ERROR.value
 
 

@@ -743,7 +743,7 @@ class ListContentsResult(TypedDict):
 # --- upload sessions: chunked uploads (storage/sessions.py) -----------------------------------
 
 #: ``secrets.token_urlsafe(24)`` gives 32 characters; anything much longer is not one of ours.
-MAX_UPLOAD_ID_CHARS = 64
+MAX_UPLOAD_ID_CHARS = 16384
 
 
 class UploadStartParams(ObjectParams, WriteOptions):
@@ -751,21 +751,28 @@ class UploadStartParams(ObjectParams, WriteOptions):
 
 
 class UploadIdParams(Params):
-    """``s3.UploadComplete`` / ``s3.UploadAbort``: the session's id from ``s3.UploadStart``."""
+    """``s3.UploadStatus`` / ``s3.UploadAbort``: the session's id from ``s3.UploadStart``."""
 
     upload_id: Annotated[str, _max_chars(MAX_UPLOAD_ID_CHARS), Field(min_length=1)]
 
 
 class UploadChunkParams(UploadIdParams):
-    """``s3.UploadChunk``: the next bytes of the object.
+    """``s3.UploadChunk``: the object's bytes from ``offset`` on.
 
-    ``offset`` (optional) is the count of bytes sent before this chunk: a chunk carrying it waits
-    for its predecessors, so pipelined chunks are applied in order whatever order they arrive in,
-    and a lost or repeated chunk is refused instead of corrupting the object.
+    ``offset`` (optional, recommended) is where ``content`` starts in the object: any offset
+    from the session's committed bytes to its end is taken (bytes sent again overwrite), any
+    other is UPLOAD_OFFSET_MISMATCH. Without it the chunk goes at the end.
     """
 
     content: ObjectBytes
     offset: Annotated[StrictInt, Field(ge=0)] | None = None
+
+
+class UploadCompleteParams(UploadIdParams):
+    """``s3.UploadComplete``: ``size`` is the object's expected total; refused unless the
+    session holds exactly that many bytes."""
+
+    size: Annotated[StrictInt, Field(ge=0)]
 
 
 class UploadStartResult(TypedDict):
@@ -774,5 +781,15 @@ class UploadStartResult(TypedDict):
 
 class UploadChunkResult(TypedDict):
     upload_id: str
-    #: Bytes received by the session so far, this chunk included.
+    #: Bytes the session holds, this chunk included: where the next chunk starts.
+    received: int
+    #: Of those, the bytes in S3 parts (the rest is re-sent if the daemon loses it).
+    committed: int
+
+
+class UploadStatusResult(TypedDict):
+    upload_id: str
+    #: Bytes committed (in S3 parts): resume from here.
+    offset: int
+    #: Bytes the answering daemon holds (committed plus its cached tail).
     received: int

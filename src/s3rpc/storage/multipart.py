@@ -226,6 +226,11 @@ class Multipart:
             )
         )
 
+    @property
+    def upload_id(self) -> str:
+        """S3's UploadId (once entered)."""
+        return self._upload_id
+
     def _started(self, upload_id: str) -> None:
         self._upload_id = upload_id
         self._tracker.add(self._client, self._bucket, self._key, upload_id)

@@ -8,6 +8,10 @@ chooses the wrapper that every call of it runs through:
 - :class:`~s3rpc.storage.models.BucketParams` (and so every object method): the bucket looked up
   (BUCKET_NOT_FOUND), bound to the log context, its concurrency slot taken and its
   ``operation_timeout`` enforced (OPERATION_TIMEOUT; waiting for the slot counts);
+- :class:`~s3rpc.storage.models.UploadIdParams` (the calls of an upload session): validated, and
+  the operation gets the slot factory, because it takes the session's lock before the slot
+  (the bucket comes from the session's id); the RPC edge runs these calls of one connection in
+  arrival order (:attr:`~s3rpc.contract.Method.in_order`);
 - any other :class:`~s3rpc.storage.models.Params`: validated, nothing else.
 
 Params are validated into the model first (INVALID_REQUEST naming the field), and the fields the
@@ -30,7 +34,14 @@ from s3rpc.errors import ErrorCode, S3RpcError
 from s3rpc.metrics import Metrics
 from s3rpc.storage.buckets import Bucket, BucketManager
 from s3rpc.storage.metering import metered, slot_factory
-from s3rpc.storage.models import BucketParams, CopyParams, Params, binary_fields, parse_params
+from s3rpc.storage.models import (
+    BucketParams,
+    CopyParams,
+    Params,
+    UploadIdParams,
+    binary_fields,
+    parse_params,
+)
 from s3rpc.storage.translate import note_endpoint
 
 T = TypeVar("T")
@@ -53,7 +64,7 @@ def method(name: str, params: type[Params]) -> Callable[[Op], Op]:
 
     The coroutine's signature follows the params kind: ``(manager, params)``,
     ``(manager, bucket, params)`` for :class:`BucketParams`, ``(manager, source, dest, params)``
-    for :class:`CopyParams`.
+    for :class:`CopyParams`, ``(manager, params, slot)`` for :class:`UploadIdParams`.
     """
 
     def declare(operation: Op) -> Op:
@@ -85,7 +96,11 @@ def build_methods(manager: BucketManager, metrics: Metrics | None = None) -> dic
     """The ``s3.*`` dispatch table over an entered :class:`BucketManager`; with ``metrics``,
     every call is counted on its bucket (see :mod:`s3rpc.storage.metering`)."""
     return {
-        name: Method(handler=_wrap(manager, spec, metrics), bytes_fields=binary_fields(spec.params))
+        name: Method(
+            handler=_wrap(manager, spec, metrics),
+            bytes_fields=binary_fields(spec.params),
+            in_order=issubclass(spec.params, UploadIdParams),
+        )
         for name, spec in sorted(declared().items())
     }
 
@@ -110,6 +125,8 @@ def _wrap(manager: BucketManager, spec: Declared, metrics: Metrics | None = None
         handler, field = _two_buckets(manager, spec, slot), "dest_bucket"
     elif issubclass(spec.params, BucketParams):
         handler, field = _one_bucket(manager, spec, slot), "bucket"
+    elif issubclass(spec.params, UploadIdParams):
+        handler = _session(manager, spec, slot)
     else:
         handler = _no_bucket(manager, spec)
     return handler if metrics is None else metered(handler, manager, spec.name, field, metrics)
@@ -120,6 +137,15 @@ def _no_bucket(manager: BucketManager, spec: Declared) -> Handler:
 
     async def handler(raw: dict[str, Any]) -> Any:
         return await operation(manager, parse_params(model, raw))
+
+    return handler
+
+
+def _session(manager: BucketManager, spec: Declared, slot: Callable[[Bucket], Any]) -> Handler:
+    model, operation = spec.params, spec.operation
+
+    async def handler(raw: dict[str, Any]) -> Any:
+        return await operation(manager, parse_params(model, raw), slot)
 
     return handler
 

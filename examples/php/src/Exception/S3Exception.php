@@ -33,6 +33,7 @@ class S3Exception extends \RuntimeException
         'INVALID_REQUEST' => InvalidRequestException::class,
         'FRAME_TOO_LARGE' => FrameTooLargeException::class,
         'UPLOAD_NOT_FOUND' => UploadNotFoundException::class,
+        'UPLOAD_OFFSET_MISMATCH' => UploadOffsetMismatchException::class,
         'TOO_MANY_UPLOADS' => TooManyUploadsException::class,
         'NO_SPACE_LEFT' => NoSpaceLeftException::class,
         'UNKNOWN_METHOD' => UnknownMethodException::class,
