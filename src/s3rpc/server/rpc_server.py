@@ -148,11 +148,13 @@ class Connection:
                     if not incoming.held:
                         incoming.force(len(frame.payload))
                     ledger, incoming = incoming, Ledger(self.state.budget)
+                    paused = time.monotonic()
                     try:
-                        admitted = await self._admit()
+                        admitted = await self._admit(ledger)
                     except BaseException:
                         ledger.release()
                         raise
+                    frame_started = _paused_for(frame_started, paused)
                     if not admitted:
                         ledger.release()
                         if self.lost:
@@ -168,16 +170,14 @@ class Connection:
                 size = decoder.frame_length
                 # Reserve a large payload before receiving it, not after: the frame and what
                 # the codec decodes from it exist side by side for a moment.
-                if (
-                    size > READ_CHUNK
-                    and not incoming.held
-                    and not self.draining
-                    and not await self._unless_stopped(
+                if size > READ_CHUNK and not incoming.held and not self.draining:
+                    paused = time.monotonic()
+                    reserved = await self._unless_stopped(
                         incoming.acquire(int(size * _decoding_overhead(decoder.frame_flags)))
                     )
-                    and self.lost
-                ):
-                    return
+                    if not reserved and self.lost:
+                        return
+                    frame_started = _paused_for(frame_started, paused)
         except ProtocolError as exc:
             oversized: dict[str, Any] = {}
             if exc.declared is not None:
@@ -250,19 +250,25 @@ class Connection:
             except TimeoutError:
                 continue
 
-    async def _admit(self) -> bool:
-        """Wait until this connection may start one more call; False if draining or lost."""
+    async def _admit(self, ledger: Ledger) -> bool:
+        """Wait until this connection may start one more call; False if draining or lost.
+
+        The frame's ``ledger`` is parked while it really waits (see :mod:`s3rpc.budget`)."""
         while True:
             if self.stop.is_set():
                 return False
             if self._unsent() > self.config.max_unsent_bytes:
-                if not await self._unless_stopped(self._flush()):
+                with ledger.parked():
+                    flushed = await self._unless_stopped(self._flush())
+                if not flushed:
                     return False
                 continue
             if not self.slots.locked():
                 await self.slots.acquire()  # does not suspend
                 return True
-            if await self._unless_stopped(self.slots.acquire()):
+            with ledger.parked():
+                got = await self._unless_stopped(self.slots.acquire())
+            if got:
                 if self.stop.is_set():
                     self.slots.release()
                     return False
@@ -721,6 +727,14 @@ class RpcServer:
         with contextlib.suppress(OSError):
             if os.stat(self.address.path).st_ino == self._unix_inode:
                 os.unlink(self.address.path)
+
+
+def _paused_for(frame_started: float | None, paused: float) -> float | None:
+    """The read timer of a frame, stopped while the reader waited (budget, a slot) since
+    ``paused``: a client waiting for the daemon is not a slow client."""
+    if frame_started is None:
+        return None
+    return frame_started + max(0.0, time.monotonic() - max(paused, frame_started))
 
 
 def _decoding_overhead(flags: int) -> float:
