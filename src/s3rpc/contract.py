@@ -19,6 +19,10 @@ Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 class Method:
     handler: Handler
     bytes_fields: frozenset[str] = field(default_factory=frozenset)
+    #: The most array items and map entries its params may hold, all levels together (the
+    #: codec refuses a body with more before decoding it); None: the codec's default, enough
+    #: for params without long lists.
+    max_items: int | None = None
 
 
 MethodTable = Mapping[str, Method]

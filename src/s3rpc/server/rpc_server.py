@@ -48,7 +48,13 @@ from s3rpc.goridge import (
 )
 from s3rpc.goridge.rpc import encode_error, encode_response
 from s3rpc.metrics import Metrics
-from s3rpc.server.dispatch import bytes_fields, decode_body, encode_result, resolve
+from s3rpc.server.dispatch import (
+    bytes_fields,
+    decode_body,
+    encode_result,
+    measure_body,
+    resolve,
+)
 from s3rpc.server.logger import CachedLogger
 
 READ_CHUNK = 256 * 1024
@@ -355,6 +361,11 @@ class Connection:
         try:
             codec, method = resolve(self.table, request)
             ledger.scale = codec.encoding_overhead
+            # Reserve the worst case of what decoding can build before building it (a large
+            # frame reserved most of it from its header already).
+            need = size_in + measure_body(codec, method, request.body)
+            if need > ledger.held:
+                await ledger.acquire(need - ledger.held)
             fields = decode_body(codec, request.body, method.bytes_fields)
             if size_in > READ_CHUNK:
                 # A large payload is decoded: let it go before object bytes are converted.

@@ -85,7 +85,11 @@ def build_methods(manager: BucketManager, metrics: Metrics | None = None) -> dic
     """The ``s3.*`` dispatch table over an entered :class:`BucketManager`; with ``metrics``,
     every call is counted on its bucket (see :mod:`s3rpc.storage.metering`)."""
     return {
-        name: Method(handler=_wrap(manager, spec, metrics), bytes_fields=binary_fields(spec.params))
+        name: Method(
+            handler=_wrap(manager, spec, metrics),
+            bytes_fields=binary_fields(spec.params),
+            max_items=spec.params.max_items,
+        )
         for name, spec in sorted(declared().items())
     }
 
