@@ -152,6 +152,11 @@ class Ledger:
         #: base64 text at once); set by the RPC edge, which knows the codec.
         self.scale = 1.0
 
+    @property
+    def limit(self) -> int:
+        """The whole budget this ledger draws on (``rpc.max_inflight_bytes``)."""
+        return self._budget.limit
+
     async def acquire(self, size: int) -> None:
         await self._budget.acquire(size, own=self.held)
         self.held += size
@@ -191,11 +196,19 @@ class Ledger:
 current_ledger: ContextVar[Ledger | None] = ContextVar("s3rpc_ledger", default=None)
 
 
-async def reserve(size: int) -> None:
+async def reserve(size: int, *, answered: bool = True) -> None:
     """Reserve ``size`` bytes for the running call until its response is sent.
 
+    ``answered``: the bytes go into the answer (so they are scaled by what encoding it costs);
+    False for bytes the call only holds while it works (parts it uploads).
     Waits while the daemon is over its budget; does nothing outside an RPC call.
     """
     ledger = current_ledger.get()
     if ledger is not None and size > 0:
-        await ledger.acquire(int(size * ledger.scale))
+        await ledger.acquire(int(size * ledger.scale) if answered else size)
+
+
+def budget_limit() -> int | None:
+    """The whole byte budget of the running call's daemon; None outside an RPC call."""
+    ledger = current_ledger.get()
+    return None if ledger is None else ledger.limit
