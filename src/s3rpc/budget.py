@@ -161,6 +161,13 @@ class Ledger:
         await self._budget.acquire(size, own=self.held)
         self.held += size
 
+    def try_acquire(self, size: int) -> bool:
+        """:meth:`acquire` when it would not wait; False (nothing taken) when it would."""
+        if not self._budget.try_acquire(size, own=self.held):
+            return False
+        self.held += size
+        return True
+
     def force(self, size: int) -> None:
         self._budget.force(size)
         self.held += size

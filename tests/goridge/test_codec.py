@@ -510,7 +510,8 @@ def test_measure_bounds_the_rss_of_the_worst_shapes(
     ("codec", "body"),
     [
         (MSGPACK, b"\x81\xa9pathnames\xdd" + (1 << 24).to_bytes(4, "big") + b"\x90" * (1 << 24)),
-        (MSGPACK, b"\xdf\xff\xff\xff\xff"),  # a map32 that only claims 4 G entries
+        # A map32 that only claims 4 G entries (past the quick bounds' 16 KiB).
+        (MSGPACK, b"\xdf\xff\xff\xff\xff" + b"\xc0" * 20_000),
         (JSON, b'{"pathnames":[' + b",".join([b"[]"] * (1 << 20)) + b"]}"),
         (JSON, b"[" + b"1," * 5000 + b"1]"),
     ],
@@ -540,13 +541,33 @@ def test_nesting_deeper_than_the_limit_is_refused(codec: Codec) -> None:
 
 
 @pytest.mark.parametrize("codec", [JSON, MSGPACK], ids=["json", "msgpack"])
-def test_only_top_level_bytes_fields_may_hold_long_strings(codec: Codec) -> None:
+def test_a_long_string_costs_more_outside_the_bytes_fields(codec: Codec) -> None:
+    # Object bytes cost what the codec's bytes path costs; any other string its worst case as
+    # a Python str (4 bytes a character); a nested "content" is not a bytes field.
     content = b"x" * (600 * 1024)
     carried = base64.b64encode(content).decode() if codec is JSON else content
     body = codec.encode({"pathname": "a.txt", "content": carried})
-    assert codec.measure(body, frozenset({"content"})) >= len(content)
-    with pytest.raises(CodecError, match=r"a string of \d+ bytes: at most 262144"):
-        codec.measure(body)  # not a bytes field of this method
+    as_bytes = codec.measure(body, frozenset({"content"}))
+    as_text = codec.measure(body)
+    assert len(content) <= as_bytes < as_text
+    assert as_text >= 4 * len(content)
     nested = codec.encode({"meta": {"content": carried}})
-    with pytest.raises(CodecError, match="a string of"):
-        codec.measure(nested, frozenset({"content"}))
+    assert codec.measure(nested, frozenset({"content"})) >= 4 * len(content)
+
+
+@pytest.mark.parametrize("codec", [JSON, MSGPACK], ids=["json", "msgpack"])
+@pytest.mark.parametrize("shape", sorted(_SHAPES))
+def test_the_quick_bounds_of_small_bodies_hold(codec: Codec, shape: str) -> None:
+    # Bodies up to 16 KiB are measured by counts at C speed; the worst shapes at that size.
+    import tracemalloc
+
+    body = codec.encode(_SHAPES[shape](15))
+    assert len(body) <= 16 * 1024
+    tracemalloc.start()
+    try:
+        decoded = codec.decode(body)
+        peak = tracemalloc.get_traced_memory()[1]
+        del decoded
+    finally:
+        tracemalloc.stop()
+    assert peak <= codec.measure(body)

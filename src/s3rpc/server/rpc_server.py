@@ -363,9 +363,9 @@ class Connection:
             ledger.scale = codec.encoding_overhead
             # Reserve the worst case of what decoding can build before building it (a large
             # frame reserved most of it from its header already).
-            need = size_in + measure_body(codec, method, request.body)
-            if need > ledger.held:
-                await ledger.acquire(need - ledger.held)
+            extra = size_in + measure_body(codec, method, request.body) - ledger.held
+            if extra > 0 and not ledger.try_acquire(extra):
+                await ledger.acquire(extra)
             fields = decode_body(codec, request.body, method.bytes_fields)
             if size_in > READ_CHUNK:
                 # A large payload is decoded: let it go before object bytes are converted.
