@@ -64,8 +64,12 @@ class ByteBudget:
         return self.used + self._earmark + size <= self.limit
 
     def try_acquire(self, size: int, own: int = 0) -> bool:
-        # With nobody waiting the caller would be the head (its ``own`` parked).
-        if not (self._passes(size) if self._waiters else self._head_fits(size, own)):
+        # With nobody waiting the caller would be the head (its ``own`` parked). A caller that
+        # alone holds what is in use goes on: nothing it could wait for would be released.
+        if not (
+            (self._passes(size) if self._waiters else self._head_fits(size, own))
+            or (own and self.used <= own)
+        ):
             return False
         self._take(size)
         return True

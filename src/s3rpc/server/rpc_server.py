@@ -364,7 +364,9 @@ class Connection:
             # Reserve the worst case of what decoding can build before building it (a large
             # frame reserved most of it from its header already).
             extra = size_in + measure_body(codec, method, request.body) - ledger.held
-            if extra > 0 and not ledger.try_acquire(extra):
+            if 0 < extra <= READ_CHUNK:
+                ledger.force(extra)  # like a small frame: counted, never waited for
+            elif extra > 0 and not ledger.try_acquire(extra):
                 await ledger.acquire(extra)
             fields = decode_body(codec, request.body, method.bytes_fields)
             if size_in > READ_CHUNK:
