@@ -4,10 +4,14 @@ Each connection has one reader task that turns bytes into frames (the sans-IO de
 task per call. Before a call starts it must get one of ``max_inflight_per_connection`` slots,
 its connection must have at most ``max_unsent_bytes`` of answers waiting in the socket buffer,
 and its payload must fit the daemon-wide :class:`~s3rpc.budget.ByteBudget`; until then the
-reader stops reading, so TCP backpressure reaches the client. A call's budget is released when
+reader stops reading, so TCP backpressure reaches the client (a frame waiting for a slot is
+*parked* in the budget, see :mod:`s3rpc.budget`). Before a body is decoded, the codec's scan
+(:meth:`~s3rpc.goridge.Codec.measure`) refuses it when it is beyond the decoding limits, and
+the call reserves the worst case of what decoding can build. A call's budget is released when
 its answer has left the socket buffer.
 
-A framing violation, an incomplete frame older than ``read_timeout``, answers that do not move
+A framing violation, an incomplete frame older than ``read_timeout`` (time the reader spent
+waiting for budget or a slot does not count), answers that do not move
 for ``write_timeout`` or (optionally) ``idle_timeout`` close only that connection. When the
 peer goes away (reset, failed write) its queued and running calls are cancelled; a half-close
 still gets every answer. Shutdown: stop accepting; frames that still arrive are answered
