@@ -136,6 +136,8 @@ class ByteBudget:
                 self._grant(head)
             else:
                 break
+        if len(self._waiters) < 2 or self.used + self._earmark >= self.limit:
+            return  # no room the head does not need: nobody can pass it (the usual case)
         for waiter in self._waiters[1:]:
             if waiter.future.done():
                 self._drop(waiter)
