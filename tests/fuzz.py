@@ -71,6 +71,7 @@ KNOWN_CODES = frozenset(
         "PRECONDITION_FAILED",
         "UPLOAD_NOT_FOUND",
         "TOO_MANY_UPLOADS",
+        "NO_SPACE_LEFT",
         "FRAME_TOO_LARGE",
         "UNKNOWN_METHOD",
         "UNSUPPORTED_CODEC",

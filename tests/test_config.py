@@ -221,7 +221,10 @@ def test_env_vars_expand_when_loading_a_file(tmp_path: Path) -> None:
 
 
 def test_env_value_is_not_reparsed_as_yaml(tmp_path: Path) -> None:
-    path = write(tmp_path, "s3:\n  servers:\n    m:\n      credentials:\n        key: ${KEY}\n")
+    path = write(
+        tmp_path,
+        "s3:\n  servers:\n    m:\n      credentials:\n        key: ${KEY}\n        secret: s\n",
+    )
     config = load_config(path, {"KEY": "{a: 1}"})
     assert config.s3.servers["m"].credentials.key == "{a: 1}"
 
@@ -238,9 +241,9 @@ def test_env_value_is_not_reparsed_as_yaml(tmp_path: Path) -> None:
             "s3.servers.m.credentials.secert",
             "unknown key",
         ),
-        ({"rpc": {"max_frame_size": "big"}}, "rpc.max_frame_size", "integer"),
+        ({"rpc": {"max_frame_size": "big"}}, "rpc.max_frame_size", "must be a whole number"),
         ({"rpc": {"max_frame_size": 0}}, "rpc.max_frame_size", "greater than 0"),
-        ({"s3": {"buckets": []}}, "s3.buckets", "dictionary"),
+        ({"s3": {"buckets": []}}, "s3.buckets", "must be a mapping"),
         (with_bucket(visibility="world"), "s3.buckets.uploads.visibility", "'public' or 'private'"),
         (with_bucket(server="nowhere"), "s3.buckets.uploads.server", "'nowhere' is not defined"),
         ({"s3": {"default": "ghost"}}, "s3.default", "'ghost' is not defined"),
@@ -261,7 +264,7 @@ def test_env_value_is_not_reparsed_as_yaml(tmp_path: Path) -> None:
         ),
         ({"s3": {"buckets": {"u": {"server": "m"}}}}, "s3.buckets.u.bucket", "missing"),
         (with_bucket(prefix="a/../b"), "s3.buckets.uploads.prefix", "'..'"),
-        (with_bucket(part_size=1024), "s3.buckets.uploads.part_size", "greater than"),
+        (with_bucket(part_size=1024), "s3.buckets.uploads.part_size", "at least 5242880"),
         ({"logs": {"level": "loud"}}, "logs.level", "'debug'"),
     ],
     ids=lambda value: value if isinstance(value, str) and "." in value else None,
@@ -431,8 +434,12 @@ def test_repr_of_config_hides_secret_and_token(tmp_path: Path) -> None:
             "s3": config_from_mapping(
                 {
                     "s3": {
-                        "servers": {"m": {"credentials": {"secret": SECRET, "token": SECRET}}},
-                        "buckets": {"i": {"bucket": "b", "credentials": {"secret": SECRET}}},
+                        "servers": {
+                            "m": {"credentials": {"key": "k", "secret": SECRET, "token": SECRET}}
+                        },
+                        "buckets": {
+                            "i": {"bucket": "b", "credentials": {"key": "k", "secret": SECRET}}
+                        },
                     }
                 },
                 {},
@@ -485,7 +492,25 @@ def test_go_plugin_example_config_is_the_unchanged_upstream_copy() -> None:
     assert GO_PLUGIN_EXAMPLE_SHA256 in (RR_CONFIGS / "README.md").read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("env", [{}, GO_PLUGIN_ENV], ids=["vars-unset", "vars-set"])
+def test_go_plugin_example_config_with_its_variables_unset_is_refused_naming_them() -> None:
+    # The Go plugin refuses it too (credentials.key is required); s3rpc used to sign with
+    # whatever the ambient AWS chain held.
+    with pytest.raises(ConfigError) as info:
+        load_config(GO_PLUGIN_EXAMPLE, {})
+    message = str(info.value)
+    for server, variable in [
+        ("aws-us-east", "AWS_ACCESS_KEY_ID"),
+        ("aws-eu-west", "AWS_EU_SECRET_ACCESS_KEY"),
+        ("do-spaces-nyc", "DO_SPACES_KEY"),
+        ("backblaze-us", "B2_APPLICATION_KEY"),
+    ]:
+        assert f"s3.servers.{server}.credentials." in message
+        assert f"(from ${{{variable}}}, which is empty or unset)" in message
+    assert "credentials.ambient: true" in message
+    assert "minio-local" not in message
+
+
+@pytest.mark.parametrize("env", [GO_PLUGIN_ENV], ids=["vars-set"])
 def test_go_plugin_example_config_loads_unchanged(env: dict[str, str]) -> None:
     config = load_config(GO_PLUGIN_EXAMPLE, env)
     s3 = config.s3
@@ -776,7 +801,7 @@ SECONDS_FIELDS = [
 def at(key: str, value: Any) -> dict[str, Any]:
     """A valid document with ``value`` at the dotted ``key``."""
     data = with_bucket()
-    data["s3"]["buckets"]["inline"] = {"bucket": "i"}
+    data["s3"]["buckets"]["inline"] = {"bucket": "i", "credentials": {"ambient": True}}
     node = data
     *parents, last = key.split(".")
     for part in parents:
@@ -847,9 +872,19 @@ def test_a_set_variable_with_a_bad_value_is_not_named_nor_echoed() -> None:
     assert SECRET not in message
 
 
-def test_an_empty_variable_where_empty_is_fine_is_no_error() -> None:
+def test_an_empty_region_variable_with_an_endpoint_means_the_default() -> None:
     config = config_from_mapping(
-        {"s3": {"servers": {"x": {"region": "${S3_REGION}", "endpoint": "$E"}}}}, {}
+        {
+            "s3": {
+                "servers": {
+                    "x": {
+                        "region": "${S3_REGION}",
+                        "endpoint": "http://minio:9000",
+                        "credentials": {"key": "k", "secret": "s"},
+                    }
+                }
+            }
+        },
+        {},
     )
     assert config.s3.servers["x"].region == "us-east-1"
-    assert config.s3.servers["x"].endpoint == ""

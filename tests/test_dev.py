@@ -27,7 +27,7 @@ import pytest
 
 from conftest import free_port
 from s3rpc.client import Client, RpcError
-from s3rpc.config import load_config
+from s3rpc.config import ConfigError, load_config
 from s3rpc.dev import DEFAULT_BUCKETS, dev_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -370,7 +370,7 @@ s3:
       visibility_mode: none
       read_timeout: 3
       credentials:
-        key: some-key
+        key: ${{DEV_TEST_UNSET_KEY}}  # unset: dev needs no production credentials
         secret: file-secret-not-for-dev
   buckets:
     media:
@@ -402,13 +402,19 @@ def test_dev_config_keeps_every_setting_but_moves_each_bucket_to_the_embedded_se
     tmp_path: Path,
 ) -> None:
     path, ports = _full_config(tmp_path)
-    source = load_config(path)
+    with pytest.raises(ConfigError, match=r"DEV_TEST_UNSET_KEY"):
+        load_config(path, {})  # what serve would say
+    source = load_config(path, {}, servers=False)  # what dev reads
     config = dev_config("http://127.0.0.1:4566", None, source)
-    # servers replaced by the embedded one, inline server fields gone
-    assert list(config.s3.servers) == ["embedded"]
-    assert config.s3.servers["embedded"].endpoint == "http://127.0.0.1:4566"
+    # the file's servers keep their names and point at the embedded S3; inline fields gone
+    assert sorted(config.s3.servers) == ["embedded", "main"]
+    for server in config.s3.servers.values():
+        assert server.endpoint == "http://127.0.0.1:4566"
+        assert server.credentials.secret.get_secret_value() != "file-secret-not-for-dev"
+    assert config.s3.servers["main"].visibility_mode == "none"
+    assert config.s3.buckets["media"].server == "main"
+    assert config.s3.buckets["inline"].server == "embedded"
     for name, bucket in config.s3.buckets.items():
-        assert bucket.server == "embedded", name
         assert bucket.inline_server_fields() == {}, name
     media, inline = config.s3.buckets["media"], config.s3.buckets["inline"]
     # bucket settings, and what the file's server decided for the bucket, kept
@@ -464,9 +470,16 @@ def test_dev_with_a_config_file_listens_where_it_says_and_serves_its_metrics_and
             client.call(
                 "s3.RegisterBucket", {"name": "r2", "server": "embedded", "bucket": "media-files"}
             )
+            # the file's server name works as in production, on the embedded S3
+            client.call(
+                "s3.RegisterBucket",
+                {"name": "r3", "server": "main", "bucket": "media-files", "prefix": "r3"},
+            )
+            client.call("s3.Write", {"bucket": "r3", "pathname": "r.txt", "content": b"r"})
         s3 = embedded_s3(banner)
         assert s3.get_object(Bucket="media-files", Key="site/media/a.txt")["Body"].read() == b"a"
         assert s3.get_object(Bucket="inline-store", Key="i.txt")["Body"].read() == b"i"
+        assert s3.get_object(Bucket="media-files", Key="r3/r.txt")["Body"].read() == b"r"
         with urllib.request.urlopen(
             f"http://127.0.0.1:{ports['metrics_port']}/metrics", timeout=CALL_TIMEOUT
         ) as response:

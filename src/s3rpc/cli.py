@@ -72,6 +72,9 @@ def _check_connect(config: Config) -> int:
     from s3rpc.probes import BucketHealth, connect_check
 
     found: list[BucketHealth] = []
+    # The report is the lines printed below; the daemon's own log lines (its debug
+    # "buckets ready", a retry warning) would only interleave with them on stdout.
+    configure_logging("error", "console", output=("stderr",))
 
     async def check() -> None:
         found.extend(await connect_check(config))

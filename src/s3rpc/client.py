@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import re
+import weakref
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -178,8 +179,23 @@ class ClientPool:
         await self.close()
 
 
+def _shut(runner: asyncio.Runner, client: AsyncClient) -> None:
+    """Close ``client`` on its own loop, then the loop; never raises (it may run from GC)."""
+    try:
+        runner.run(client.close())
+    except Exception:  # noqa: S110 - e.g. collected while another loop runs in this thread
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            runner.close()
+
+
 class Client:
-    """Blocking wrapper: ``with Client("tcp://127.0.0.1:6001") as c: c.call("s3.ListBuckets")``."""
+    """Blocking wrapper: ``with Client("tcp://127.0.0.1:6001") as c: c.call("s3.ListBuckets")``.
+
+    Its loop and connection are closed by ``close()``, by leaving ``with``, or — for a client
+    never closed — when it is garbage collected or the interpreter exits; never left for the
+    loop's destructor to report a pending reader task."""
 
     def __init__(
         self,
@@ -196,6 +212,8 @@ class Client:
         except BaseException:
             self._runner.close()
             raise
+        # Holds the runner and the connection, not self, so it runs when self is collected.
+        self._finalizer = weakref.finalize(self, _shut, self._runner, self._client)
 
     def call(
         self,
@@ -209,10 +227,7 @@ class Client:
         )
 
     def close(self) -> None:
-        try:
-            self._runner.run(self._client.close())
-        finally:
-            self._runner.close()
+        self._finalizer()  # once: a second close does nothing
 
     def __enter__(self) -> Self:
         return self

@@ -5,8 +5,10 @@ server running inside this process on 127.0.0.1, and RPC is served on 127.0.0.1:
 
 ``s3rpc dev -c FILE`` serves FILE as ``serve`` would — its rpc limits and listen address, logs,
 metrics, status, s3 limits and timeouts, register policy, every bucket's settings — except the
-storage servers: each bucket goes to the embedded server, called ``embedded`` (also for
-``s3.RegisterBucket``), which holds its physical bucket. One process (``rpc.workers`` is 1).
+storage servers: each server of the file keeps its name but points at the embedded S3 (its
+``visibility_mode`` kept), so ``s3.RegisterBucket(['server' => 'aws-primary', …])`` works as in
+production; inline buckets, and ``s3.RegisterBucket`` given ``server: embedded``, use the one
+called ``embedded``. Every physical bucket is created there. One process (``rpc.workers`` is 1).
 """
 
 from __future__ import annotations
@@ -76,20 +78,25 @@ def dev_config(endpoint: str, listen: str | None, source: Config | None = None) 
             }
         )
     s3 = source.s3
+    embedded = embedded_server(endpoint)
+    # Each file server keeps its name, so buckets and s3.RegisterBucket calls that name it
+    # work unchanged; only where it stores (and how it signs) is the embedded server's.
+    servers = {EMBEDDED: embedded} | {
+        name: embedded.model_copy(update={"visibility_mode": server.visibility_mode})
+        for name, server in s3.servers.items()
+    }
     buckets = {}
     for name, bucket in s3.buckets.items():
         update: dict[str, Any] = dict.fromkeys(_INLINE_SERVER)
         # What the file's server decided (visibility_mode) stays with the bucket.
         update["visibility_mode"] = resolve_bucket(s3, name, bucket).visibility_mode
-        update["server"] = EMBEDDED
+        update["server"] = bucket.server if bucket.server is not None else EMBEDDED
         buckets[name] = bucket.model_copy(update=update)
     rpc = source.rpc.model_copy(update={"workers": 1, **({"listen": listen} if listen else {})})
     return source.model_copy(
         update={
             "rpc": rpc,
-            "s3": s3.model_copy(
-                update={"servers": {EMBEDDED: embedded_server(endpoint)}, "buckets": buckets}
-            ),
+            "s3": s3.model_copy(update={"servers": servers, "buckets": buckets}),
         }
     )
 
@@ -107,11 +114,13 @@ def banner(address: str, endpoint: str, config: Config) -> str:
         '"prefix": "scratch"}'
     )
     default = config.s3.default or "none (give 'bucket' in every call)"
+    others = sorted(set(config.s3.servers) - {EMBEDDED})
+    also = f"; the config's servers ({', '.join(others)}) point at it too" if others else ""
     return f"""
 s3rpc dev is serving RPC on {address}
   embedded S3 server: {endpoint} (moto) -- data lives in memory and is gone when you stop
   buckets: {names}; default: {default}
-  the embedded server is called "{EMBEDDED}" (use it as "server" in s3.RegisterBucket)
+  the embedded server is called "{EMBEDDED}"{also} (use it as "server" in s3.RegisterBucket)
 
 Try it from a shell:
   {call} s3.Write '{{"pathname": "hello.txt"}}' --content 'Hello, s3rpc!'
@@ -140,7 +149,8 @@ def run_dev(listen: str | None, config_path: str | None, out: TextIO = sys.stdou
     from s3rpc.app import serve
     from s3rpc.logs import LogOutputError, configure_logging
 
-    source = load_config(config_path) if config_path else None
+    # The file's servers are replaced, so their credentials and endpoints may be unset here.
+    source = load_config(config_path, servers=False) if config_path else None
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()

@@ -1,4 +1,5 @@
-"""Reliability fixtures: the fault proxy in front of moto, and daemons that talk S3 through it."""
+"""Reliability fixtures: the fault proxy in front of the S3 server (moto or RGW), and daemons
+that talk S3 through it."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ FAST_FAILING_SERVER: dict[str, Any] = {"max_attempts": 1, "connect_timeout": 2, 
 
 
 @pytest.fixture
-def fault_proxy(moto_endpoint: str) -> Iterator[FaultProxy]:
-    """A started :class:`FaultProxy` in front of the session's moto server; stopped after."""
-    proxy = FaultProxy(upstream=moto_endpoint).start()
+def fault_proxy(s3_endpoint: str) -> Iterator[FaultProxy]:
+    """A started :class:`FaultProxy` in front of the session's S3 server; stopped after."""
+    proxy = FaultProxy(upstream=s3_endpoint).start()
     try:
         yield proxy
     finally:

@@ -41,7 +41,7 @@ MIB = 1024 * 1024
 
 
 class CountingProxy:
-    """``proxy = CountingProxy(moto_endpoint); proxy.start(); proxy.endpoint; proxy.stop()``.
+    """``proxy = CountingProxy(s3_endpoint); proxy.start(); proxy.endpoint; proxy.stop()``.
 
     ``delays`` maps an HTTP verb ("PUT", "GET", ...) to seconds each such request is held
     before it is forwarded; change it at any time.
@@ -430,8 +430,8 @@ def moto_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def counting_proxy(moto_endpoint: str) -> Iterator[CountingProxy]:
-    proxy = CountingProxy(moto_endpoint)
+def counting_proxy(s3_endpoint: str) -> Iterator[CountingProxy]:
+    proxy = CountingProxy(s3_endpoint)
     proxy.start()
     try:
         yield proxy

@@ -31,7 +31,7 @@ StartDaemon = Callable[..., Awaitable[RunningDaemon]]
 
 @pytest.fixture
 async def start(
-    moto_endpoint: str, physical_buckets: Callable[..., str]
+    s3_endpoint: str, physical_buckets: Callable[..., str]
 ) -> AsyncIterator[StartDaemon]:
     """``await start(endpoint=None, **rpc)``: an in-process daemon with bucket ``uploads``."""
     async with contextlib.AsyncExitStack() as stack:
@@ -39,7 +39,7 @@ async def start(
         async def make(endpoint: str | None = None, **rpc: Any) -> RunningDaemon:
             bucket = physical_buckets("conn")
             data = daemon_config(
-                endpoint or moto_endpoint, {"uploads": {"bucket": bucket}}, rpc=rpc
+                endpoint or s3_endpoint, {"uploads": {"bucket": bucket}}, rpc=rpc
             )
             return await stack.enter_async_context(
                 run_daemon(config_from_mapping(data), {"uploads": bucket})

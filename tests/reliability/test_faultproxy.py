@@ -172,10 +172,10 @@ def test_stall_holds_the_request_and_never_forwards_it(
 
 
 def test_stop_ends_stalled_requests(
-    moto_endpoint: str, physical_buckets: Callable[..., str]
+    s3_endpoint: str, physical_buckets: Callable[..., str]
 ) -> None:
     bucket = physical_buckets("fp")
-    proxy = FaultProxy(upstream=moto_endpoint).start()
+    proxy = FaultProxy(upstream=s3_endpoint).start()
     s3 = _client(proxy, read_timeout=30)
     fault = proxy.add_fault(Fault("stall", match=Match(op="PutObject")))
     errors: list[BaseException] = []

@@ -17,11 +17,11 @@ SMOKE_FRAMES = 3000
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("seed", [7, 20260])
 def test_fuzzed_frames_all_get_wellformed_answers_and_the_daemon_survives(
-    moto_endpoint: str, seed: int
+    s3_endpoint: str, seed: int
 ) -> None:
     lines: list[str] = []
     summary = fuzz.fuzz(
-        SMOKE_FRAMES, seed, connections=3, endpoint=moto_endpoint, echo=lines.append
+        SMOKE_FRAMES, seed, connections=3, endpoint=s3_endpoint, echo=lines.append
     )
     assert summary.failures == [], summary.report()
     assert summary.frames == SMOKE_FRAMES

@@ -151,6 +151,93 @@ async def test_host_name_resolving_to_a_metadata_address_is_refused(
     assert "link-local" in error.message
 
 
+class RebindingDns:
+    """A fake DNS at the resolver level (the daemon runs in this loop): ``rebind.test`` answers
+    the loopback at first, then the metadata address beside it; and a connect hook that records
+    every address the daemon tries, refusing forbidden ones so nothing leaves this machine."""
+
+    NAME = "rebind.test"
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, allowed_answers: int) -> None:
+        self.loop = loop
+        self.allowed_answers = allowed_answers
+        self.lookups = 0
+        self.connects: list[str] = []
+        self._getaddrinfo = loop.getaddrinfo
+        self._sock_connect = loop.sock_connect
+
+    async def getaddrinfo(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != self.NAME:
+            return await self._getaddrinfo(host, port, *args, **kwargs)
+        self.lookups += 1
+        answers = ["127.0.0.1"]
+        if self.lookups > self.allowed_answers:
+            answers = ["169.254.169.254", "127.0.0.1"]
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port)) for ip in answers]
+
+    async def sock_connect(self, sock: socket.socket, address: Any) -> None:
+        self.connects.append(str(address[0]))
+        if str(address[0]).startswith("169.254."):
+            raise ConnectionRefusedError("the test refuses to reach a metadata address")
+        await self._sock_connect(sock, address)
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(self.loop, "getaddrinfo", self.getaddrinfo)
+        monkeypatch.setattr(self.loop, "sock_connect", self.sock_connect)
+
+
+async def test_host_rebound_to_a_metadata_address_after_registration_is_never_connected(
+    start_daemon: StartDaemon, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Registration sees 127.0.0.1 (allowed); the client's own lookup then gets the metadata
+    # address too. Issue 14: the check must hold for the connection, not only the registration.
+    dns = RebindingDns(asyncio.get_running_loop(), allowed_answers=1)
+    dns.install(monkeypatch)
+    daemon = await start(start_daemon, allowed_endpoints=[RebindingDns.NAME])
+    await daemon.call(
+        "s3.RegisterBucket",
+        {
+            "name": "rebound",
+            "bucket": "b",
+            "endpoint": f"http://{RebindingDns.NAME}:{recorder.port}",
+            "credentials": CALLER_CREDENTIALS,
+            "max_attempts": 1,
+        },
+    )
+    assert dns.lookups == 1
+    with pytest.raises(RpcError) as info:
+        await daemon.call("s3.Exists", {"bucket": "rebound", "pathname": "x"})
+    assert info.value.code == "INVALID_CONFIG", info.value.text
+    assert "link-local or cloud metadata" in info.value.message
+    assert dns.lookups >= 2
+    assert not [ip for ip in dns.connects if ip.startswith("169.254.")]
+    assert recorder.connections == 0  # refused as a whole, not retried on the other address
+    # The connection and the daemon go on.
+    assert (await daemon.call("s3.Ping"))["pong"] is True
+
+
+async def test_registered_bucket_whose_host_keeps_an_allowed_address_works(
+    start_daemon: StartDaemon, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dns = RebindingDns(asyncio.get_running_loop(), allowed_answers=1000)
+    dns.install(monkeypatch)
+    daemon = await start(start_daemon, allowed_endpoints=[RebindingDns.NAME])
+    await daemon.call(
+        "s3.RegisterBucket",
+        {
+            "name": "steady",
+            "bucket": "b",
+            "endpoint": f"http://{RebindingDns.NAME}:{recorder.port}",
+            "credentials": CALLER_CREDENTIALS,
+            "max_attempts": 1,
+        },
+    )
+    result = await daemon.call("s3.Exists", {"bucket": "steady", "pathname": "x"})
+    assert result == {"exists": False}
+    assert recorder.connections >= 1
+    assert dns.lookups >= 2  # the registration's, then the client's own (checked) lookup
+
+
 # --- credentials --------------------------------------------------------------------------------
 
 
@@ -206,7 +293,7 @@ async def test_ambient_credentials_are_accepted_only_when_allowed(
 
 
 async def test_allow_credentials_false_refuses_inline_credentials_but_accepts_a_server(
-    start_daemon: StartDaemon, moto_endpoint: str, physical_buckets: Any
+    start_daemon: StartDaemon, s3_endpoint: str, physical_buckets: Any
 ) -> None:
     daemon = await start(start_daemon, allow_credentials=False)
     error = await refused(
@@ -214,7 +301,7 @@ async def test_allow_credentials_false_refuses_inline_credentials_but_accepts_a_
         {
             "name": "inline",
             "bucket": "b",
-            "endpoint": moto_endpoint,
+            "endpoint": s3_endpoint,
             "credentials": {"key": ACCESS_KEY, "secret": SECRET_KEY},
         },
     )
@@ -248,7 +335,7 @@ async def test_endpoint_not_allowed_is_refused_and_contacted_never(
 
 
 async def test_configured_server_endpoint_is_allowed_by_default(
-    start_daemon: StartDaemon, moto_endpoint: str, physical_buckets: Any
+    start_daemon: StartDaemon, s3_endpoint: str, physical_buckets: Any
 ) -> None:
     daemon = await start(start_daemon)
     physical = physical_buckets("inl")
@@ -258,7 +345,7 @@ async def test_configured_server_endpoint_is_allowed_by_default(
             "name": "twin",
             "bucket": physical,
             # The configured endpoint spelt another way is the same service.
-            "endpoint": moto_endpoint.replace("127.0.0.1", "localhost") + "/",
+            "endpoint": s3_endpoint.replace("127.0.0.1", "localhost") + "/",
             "credentials": {"key": ACCESS_KEY, "secret": SECRET_KEY},
         },
     )

@@ -53,16 +53,16 @@ def object_bytes(s3_admin: Any, bucket: str, key: str) -> bytes | None:
 
 
 async def twin_daemon(
-    kind: str, start_daemon: StartDaemon, moto_endpoint: str, physical: str
+    kind: str, start_daemon: StartDaemon, s3_endpoint: str, physical: str
 ) -> RunningDaemon:
     """A daemon where logical buckets ``a`` and ``b`` are one physical bucket, different clients."""
-    servers = {"local": server(moto_endpoint)}
+    servers = {"local": server(s3_endpoint)}
     twin: dict[str, Any] = {"bucket": physical}
     if kind == "read_timeout":
-        servers["slow"] = server(moto_endpoint, read_timeout=31)
+        servers["slow"] = server(s3_endpoint, read_timeout=31)
         twin["server"] = "slow"
     elif kind == "localhost":
-        servers["named"] = server(moto_endpoint.replace("127.0.0.1", "localhost"))
+        servers["named"] = server(s3_endpoint.replace("127.0.0.1", "localhost"))
         twin["server"] = "named"
     buckets: dict[str, dict[str, Any]] = {"a": {"bucket": physical}}
     if kind != "register":
@@ -70,7 +70,7 @@ async def twin_daemon(
     daemon = await start_daemon(buckets, s3={"servers": servers})
     if kind == "register":
         # Inline, same endpoint and account, another read_timeout: its own client.
-        spec = server(moto_endpoint, read_timeout=32)
+        spec = server(s3_endpoint, read_timeout=32)
         await daemon.call("s3.RegisterBucket", {"name": "b", "bucket": physical, **spec})
     return daemon
 
@@ -82,12 +82,12 @@ TWINS = ["read_timeout", "localhost", "register"]
 async def test_move_onto_a_twin_bucket_keeps_the_object(
     kind: str,
     start_daemon: StartDaemon,
-    moto_endpoint: str,
+    s3_endpoint: str,
     physical_buckets: Callable[..., str],
     s3_admin: Any,
 ) -> None:
     physical = physical_buckets("twin")
-    daemon = await twin_daemon(kind, start_daemon, moto_endpoint, physical)
+    daemon = await twin_daemon(kind, start_daemon, s3_endpoint, physical)
     content = b"the only copy " * 100
     await daemon.call("s3.Write", {"bucket": "a", "pathname": "doc.txt", "content": content})
     result = await daemon.call(
@@ -111,12 +111,12 @@ async def test_move_onto_a_twin_bucket_keeps_the_object(
 async def test_copy_onto_a_twin_bucket_rewrites_metadata_and_keeps_the_bytes(
     kind: str,
     start_daemon: StartDaemon,
-    moto_endpoint: str,
+    s3_endpoint: str,
     physical_buckets: Callable[..., str],
     s3_admin: Any,
 ) -> None:
     physical = physical_buckets("twin")
-    daemon = await twin_daemon(kind, start_daemon, moto_endpoint, physical)
+    daemon = await twin_daemon(kind, start_daemon, s3_endpoint, physical)
     content = b"copy me onto myself"
     await daemon.call(
         "s3.Write",
@@ -140,12 +140,12 @@ async def test_copy_onto_a_twin_bucket_rewrites_metadata_and_keeps_the_bytes(
 
 async def test_move_between_twins_to_another_key_still_moves(
     start_daemon: StartDaemon,
-    moto_endpoint: str,
+    s3_endpoint: str,
     physical_buckets: Callable[..., str],
     s3_admin: Any,
 ) -> None:
     physical = physical_buckets("twin")
-    daemon = await twin_daemon("localhost", start_daemon, moto_endpoint, physical)
+    daemon = await twin_daemon("localhost", start_daemon, s3_endpoint, physical)
     await daemon.call("s3.Write", {"bucket": "a", "pathname": "from", "content": b"x"})
     await daemon.call(
         "s3.Move",

@@ -1,4 +1,4 @@
-"""Storage fixtures: BucketManagers over the session's moto S3 server (``moto_endpoint``)."""
+"""Storage fixtures: BucketManagers over the session's S3 server (``s3_endpoint``: moto or RGW)."""
 
 from __future__ import annotations
 
@@ -38,11 +38,11 @@ MakeStorage = Callable[..., Awaitable[Storage]]
 
 
 @pytest.fixture
-async def make_storage(moto_endpoint: str, s3_admin: Any) -> AsyncIterator[MakeStorage]:
+async def make_storage(s3_endpoint: str, s3_admin: Any) -> AsyncIterator[MakeStorage]:
     """``await make_storage({"files": {...bucket spec...}}, servers={...}, default="files")``.
 
-    Buckets without ``server`` or inline fields use server ``local`` (moto). Each gets a fresh
-    physical bucket unless its spec names one.
+    Buckets without ``server`` or inline fields use server ``local`` (the test's backend). Each
+    gets a fresh physical bucket unless its spec names one.
     """
     async with contextlib.AsyncExitStack() as stack:
 
@@ -53,7 +53,7 @@ async def make_storage(moto_endpoint: str, s3_admin: Any) -> AsyncIterator[MakeS
             default: str | None = None,
             **s3: Any,
         ) -> Storage:
-            all_servers = {"local": server_spec(moto_endpoint), **(servers or {})}
+            all_servers = {"local": server_spec(s3_endpoint), **(servers or {})}
             physical = {}
             specs = {}
             for name, spec in buckets.items():

@@ -103,8 +103,8 @@ async def test_delete_many_refuses_a_pathnames_that_is_not_a_list_of_strings(
 
 
 @contextlib.asynccontextmanager
-async def proxied_daemon(moto_endpoint: str, physical_buckets: Callable[..., str]) -> Any:
-    proxy = FaultProxy(upstream=moto_endpoint).start()
+async def proxied_daemon(s3_endpoint: str, physical_buckets: Callable[..., str]) -> Any:
+    proxy = FaultProxy(upstream=s3_endpoint).start()
     try:
         physical = physical_buckets("proxied")
         mapping = daemon_config(proxy.endpoint, {"files": {"bucket": physical}})
@@ -116,9 +116,9 @@ async def proxied_daemon(moto_endpoint: str, physical_buckets: Callable[..., str
 
 
 async def test_delete_objects_requests_carry_a_content_md5_at_the_wire(
-    moto_endpoint: str, physical_buckets: Callable[..., str], s3_admin: Any
+    s3_endpoint: str, physical_buckets: Callable[..., str], s3_admin: Any
 ) -> None:
-    async with proxied_daemon(moto_endpoint, physical_buckets) as (daemon, proxy, physical):
+    async with proxied_daemon(s3_endpoint, physical_buckets) as (daemon, proxy, physical):
         put_many(s3_admin, physical, [f"d/{i:04d}" for i in range(1500)])
         result = await daemon.call(
             "s3.DeleteMany", {"pathnames": [f"d/{i:04d}" for i in range(1500)]}
@@ -136,9 +136,9 @@ async def test_delete_objects_requests_carry_a_content_md5_at_the_wire(
 
 
 async def test_a_failed_batch_is_reported_per_key_and_the_next_batch_still_runs(
-    moto_endpoint: str, physical_buckets: Callable[..., str], s3_admin: Any
+    s3_endpoint: str, physical_buckets: Callable[..., str], s3_admin: Any
 ) -> None:
-    async with proxied_daemon(moto_endpoint, physical_buckets) as (daemon, proxy, physical):
+    async with proxied_daemon(s3_endpoint, physical_buckets) as (daemon, proxy, physical):
         names = [f"f/{i:04d}" for i in range(1200)]
         put_many(s3_admin, physical, names)
         proxy.add_fault(Fault("status_500", match=Match(op="DeleteObjects"), times=1))

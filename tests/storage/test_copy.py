@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from conftest import S3Backend, head_part
 from s3rpc.errors import ErrorCode, S3RpcError
 from s3rpc.storage import copying
 
@@ -119,29 +120,31 @@ async def test_move_reports_kept_source_when_delete_fails(storage: Storage) -> N
 
     physical = storage.physical["files"]
 
-    def break_delete(request: Any, **_: Any) -> None:
-        # Send the delete to a bucket that does not exist, so S3 itself refuses it.
-        request.url = request.url.replace(physical, "s3rpc-missing-bucket")
+    def break_delete(params: dict[str, Any], **_: Any) -> None:
+        # Send the delete to a bucket that does not exist, so S3 itself refuses it. Before
+        # signing: a real S3 refuses a request changed after (SignatureDoesNotMatch).
+        if params.get("Bucket") == physical:
+            params["Bucket"] = "s3rpc-missing-bucket"
 
-    client.meta.events.register("before-send.s3.DeleteObject", break_delete)
+    client.meta.events.register("before-parameter-build.s3.DeleteObject", break_delete)
     with pytest.raises(S3RpcError) as info:
         await storage.call(
             "s3.Move",
             {"source_pathname": "keep.txt", "dest_bucket": "media", "dest_pathname": "k.txt"},
         )
-    client.meta.events.unregister("before-send.s3.DeleteObject", break_delete)
+    client.meta.events.unregister("before-parameter-build.s3.DeleteObject", break_delete)
     assert info.value.code is ErrorCode.S3_OPERATION_FAILED
     assert "was kept" in info.value.message
     assert (await storage.call("s3.Exists", {"pathname": "keep.txt"}))["exists"]
     assert (await storage.call("s3.Exists", {"bucket": "media", "pathname": "k.txt"}))["exists"]
 
 
-async def two_servers(make_storage: MakeStorage, moto_endpoint: str, **dest: Any) -> Storage:
+async def two_servers(make_storage: MakeStorage, s3_endpoint: str, **dest: Any) -> Storage:
     storage = await make_storage(
         {"one": {"server": "a"}, "two": {"server": "b", **dest}},
         servers={
-            "a": server_spec(moto_endpoint, key="key-a", secret="secret-a"),
-            "b": server_spec(moto_endpoint, key="key-b", secret="secret-b"),
+            "a": server_spec(s3_endpoint, key="key-a", secret="secret-a"),
+            "b": server_spec(s3_endpoint, key="key-b", secret="secret-b"),
         },
     )
     assert storage.manager.get("one").client is not storage.manager.get("two").client
@@ -149,9 +152,9 @@ async def two_servers(make_storage: MakeStorage, moto_endpoint: str, **dest: Any
 
 
 async def test_cross_server_copy_streams_the_object(
-    make_storage: MakeStorage, moto_endpoint: str, s3_admin: Any
+    make_storage: MakeStorage, s3_endpoint: str, s3_admin: Any
 ) -> None:
-    storage = await two_servers(make_storage, moto_endpoint)
+    storage = await two_servers(make_storage, s3_endpoint)
     await storage.call(
         "s3.Write",
         {"bucket": "one", "pathname": "x.svg", "content": b"<svg/>", "config": {"a": "b"}},
@@ -172,9 +175,9 @@ async def test_cross_server_copy_streams_the_object(
 
 
 async def test_cross_server_move_of_large_object_uses_multipart(
-    make_storage: MakeStorage, moto_endpoint: str, s3_admin: Any
+    make_storage: MakeStorage, s3_endpoint: str, s3_admin: Any
 ) -> None:
-    storage = await two_servers(make_storage, moto_endpoint, part_size=5 * MIB)
+    storage = await two_servers(make_storage, s3_endpoint, part_size=5 * MIB)
     content = os.urandom(11 * MIB)
     await storage.call("s3.Write", {"bucket": "one", "pathname": "big", "content": content})
     await storage.call(
@@ -195,7 +198,7 @@ async def test_cross_server_move_of_large_object_uses_multipart(
 
 
 async def test_copy_above_copy_object_limit_uses_upload_part_copy(
-    storage: Storage, s3_admin: Any, monkeypatch: pytest.MonkeyPatch
+    storage: Storage, s3_admin: Any, s3_backend: S3Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The 5 GiB limit lowered so that a small object takes the UploadPartCopy path.
     monkeypatch.setattr(copying, "MAX_COPY_OBJECT_SIZE", 10 * MIB)
@@ -205,7 +208,10 @@ async def test_copy_above_copy_object_limit_uses_upload_part_copy(
         "s3.Copy",
         {"source_pathname": "huge.bin", "dest_bucket": "media", "dest_pathname": "huge.bin"},
     )
-    head = s3_admin.head_object(Bucket=storage.physical["media"], Key="huge.bin", PartNumber=1)
-    assert head["PartsCount"] == 3
+    copied = s3_admin.head_object(Bucket=storage.physical["media"], Key="huge.bin")
+    assert copied["ETag"].strip('"').endswith("-3")
+    head = head_part(s3_admin, s3_backend, storage.physical["media"], "huge.bin", 1)
+    if head is not None:
+        assert head["PartsCount"] == 3
     read = await storage.call("s3.Read", {"bucket": "media", "pathname": "huge.bin"})
     assert read["content"] == content

@@ -91,13 +91,13 @@ def test_ordinary_addresses_are_not_forbidden(host: str) -> None:
 
 
 async def test_twin_buckets_use_different_clients_and_move_keeps_the_object(
-    make_storage: MakeStorage, moto_endpoint: str, s3_admin: Any
+    make_storage: MakeStorage, s3_endpoint: str, s3_admin: Any
 ) -> None:
     physical = random_bucket("twin")
     s3_admin.create_bucket(Bucket=physical)
     storage = await make_storage(
         {"a": {"server": "local", "bucket": physical}, "b": {"server": "slow", "bucket": physical}},
-        servers={"slow": server_spec(moto_endpoint, read_timeout=31)},
+        servers={"slow": server_spec(s3_endpoint, read_timeout=31)},
     )
     # Different clients for one physical bucket: client identity cannot tell "same object".
     assert storage.manager.get("a").client is not storage.manager.get("b").client

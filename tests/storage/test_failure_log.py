@@ -16,7 +16,7 @@ def call_lines(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 async def test_missing_s3_bucket_logs_code_status_and_endpoint(
-    start_daemon: Any, moto_endpoint: str
+    start_daemon: Any, s3_endpoint: str
 ) -> None:
     daemon = await start_daemon({"gone": {"bucket": "s3rpc-no-such-bucket-7d1e"}})
     capture = structlog.testing.capture_logs([structlog.contextvars.merge_contextvars])
@@ -30,7 +30,7 @@ async def test_missing_s3_bucket_logs_code_status_and_endpoint(
     assert line["http_status"] == 404
     assert line["s3_operation"] == "GetObject"
     assert line["s3_bucket"] == "s3rpc-no-such-bucket-7d1e"
-    assert line["endpoint"] == moto_endpoint.removeprefix("http://")
+    assert line["endpoint"] == s3_endpoint.removeprefix("http://")
     assert SECRET_KEY not in repr(line)
 
 

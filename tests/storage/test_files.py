@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import os
-from collections.abc import AsyncIterator, Callable
+import stat
+import subprocess
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -378,12 +383,12 @@ async def test_malformed_paths_are_invalid_requests(
 
 @contextlib.asynccontextmanager
 async def proxied(
-    moto_endpoint: str,
+    s3_endpoint: str,
     physical_buckets: Callable[..., str],
     allowed: Path,
     bucket: dict[str, Any],
 ) -> AsyncIterator[tuple[RunningDaemon, FaultProxy]]:
-    proxy = FaultProxy(upstream=moto_endpoint).start()
+    proxy = FaultProxy(upstream=s3_endpoint).start()
     try:
         physical = physical_buckets("uploads")
         mapping = daemon_config(
@@ -399,12 +404,12 @@ async def proxied(
 
 
 async def test_write_from_file_keeps_at_most_concurrency_parts_in_flight(
-    moto_endpoint: str, physical_buckets: Callable[..., str], allowed: Path, s3_admin: Any
+    s3_endpoint: str, physical_buckets: Callable[..., str], allowed: Path, s3_admin: Any
 ) -> None:
     data = pattern(26 * MIB, seed=1)
     (allowed / "six.bin").write_bytes(data)
     spec = {"part_size": 5 * MIB, "concurrency": 2}
-    async with proxied(moto_endpoint, physical_buckets, allowed, spec) as (daemon, proxy):
+    async with proxied(s3_endpoint, physical_buckets, allowed, spec) as (daemon, proxy):
         proxy.reset_stats()
         await daemon.call(
             "s3.WriteFromFile", {"pathname": "six.bin", "source_path": str(allowed / "six.bin")}
@@ -415,10 +420,10 @@ async def test_write_from_file_keeps_at_most_concurrency_parts_in_flight(
 
 
 async def test_failed_upload_part_aborts_and_stores_nothing(
-    moto_endpoint: str, physical_buckets: Callable[..., str], allowed: Path, s3_admin: Any
+    s3_endpoint: str, physical_buckets: Callable[..., str], allowed: Path, s3_admin: Any
 ) -> None:
     (allowed / "f.bin").write_bytes(pattern(12 * MIB, seed=2))
-    async with proxied(moto_endpoint, physical_buckets, allowed, {}) as (daemon, proxy):
+    async with proxied(s3_endpoint, physical_buckets, allowed, {}) as (daemon, proxy):
         proxy.add_fault(Fault("status_500", match=Match(op="UploadPart"), times=None))
         exc = await error(
             daemon, "s3.WriteFromFile", {"pathname": "f.bin", "source_path": str(allowed / "f.bin")}
@@ -431,9 +436,9 @@ async def test_failed_upload_part_aborts_and_stores_nothing(
 
 
 async def test_body_cut_mid_download_removes_the_temp_file_and_keeps_the_old_one(
-    moto_endpoint: str, physical_buckets: Callable[..., str], allowed: Path
+    s3_endpoint: str, physical_buckets: Callable[..., str], allowed: Path
 ) -> None:
-    async with proxied(moto_endpoint, physical_buckets, allowed, {}) as (daemon, proxy):
+    async with proxied(s3_endpoint, physical_buckets, allowed, {}) as (daemon, proxy):
         await daemon.call("s3.Write", {"pathname": "cut.bin", "content": pattern(6 * MIB)})
         dest = allowed / "cut.bin"
         dest.write_bytes(b"previous")
@@ -463,3 +468,240 @@ def test_config_refuses_local_paths_that_is_not_a_list() -> None:
 def test_config_accepts_absolute_local_paths() -> None:
     config = config_from_mapping({"s3": {"local_paths": ["/srv/uploads/", "/tmp"]}})
     assert config.s3.local_paths == ("/srv/uploads", "/tmp")
+
+
+# --- issue 14: opened component by component, never outside, never leaving anything ------------
+
+
+def temp_files(*directories: Path) -> list[str]:
+    return sorted(
+        str(p) for d in directories for p in d.rglob("*") if p.name.endswith(".s3rpc-tmp")
+    )
+
+
+def tree(directory: Path) -> list[str]:
+    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*"))
+
+
+class Swapper(threading.Thread):
+    """Swaps ``directory`` for a symbolic link to ``target`` and back, until stopped."""
+
+    def __init__(self, directory: Path, target: Path) -> None:
+        super().__init__(daemon=True)
+        self.directory = directory
+        self.target = target
+        self.aside = directory.with_name(directory.name + ".aside")
+        self.stop = threading.Event()
+        self.swaps = 0
+
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                os.rename(self.directory, self.aside)
+                os.symlink(self.target, self.directory)
+                time.sleep(0.0005)  # a while as a link, a while as the directory
+                os.unlink(self.directory)
+                os.rename(self.aside, self.directory)
+                time.sleep(0.0005)
+                self.swaps += 1
+        except BaseException as exc:
+            self.error = exc
+
+    def __enter__(self) -> Swapper:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.join(timeout=10)
+        assert not self.is_alive()
+        assert self.error is None, self.error
+
+
+@pytest.mark.parametrize("method", ["s3.ReadToFile", "s3.WriteFromFile"])
+async def test_a_directory_swapped_for_a_symlink_never_leads_outside(
+    files_daemon: RunningDaemon, allowed: Path, outside: Path, s3_admin: Any, method: str
+) -> None:
+    secret = (outside / "secret.txt").read_bytes()
+    before = tree(outside)
+    (allowed / "d").mkdir()
+    (allowed / "d" / "secret.txt").write_bytes(b"inside, may be uploaded")
+    await files_daemon.call("s3.Write", {"pathname": "obj.txt", "content": b"downloaded"})
+    codes: dict[str, int] = {}
+    client = await files_daemon.client()
+
+    async def one(index: int) -> None:
+        if method == "s3.ReadToFile":
+            params = {"pathname": "obj.txt", "dest_path": str(allowed / "d" / f"f{index}.txt")}
+        else:
+            params = {"pathname": f"up/{index}", "source_path": str(allowed / "d" / "secret.txt")}
+        try:
+            await client.call(method, params, timeout=30)
+            code = "OK"
+        except RpcError as exc:
+            code = exc.code
+        codes[code] = codes.get(code, 0) + 1
+
+    with Swapper(allowed / "d", outside) as swapper:
+        for start in range(0, 160, 8):
+            await asyncio.gather(*(one(i) for i in range(start, start + 8)))
+    assert swapper.swaps > 0
+    assert tree(outside) == before  # nothing created (or left) outside
+    assert (outside / "secret.txt").read_bytes() == secret
+    assert temp_files(allowed, outside) == []
+    assert set(codes) <= {"OK", "FILE_NOT_FOUND", "PERMISSION_DENIED"}, codes
+    listed = s3_admin.list_objects_v2(Bucket=files_daemon.buckets["uploads"], Prefix="up/")
+    for item in listed.get("Contents", []):
+        assert stored(s3_admin, files_daemon, item["Key"]) == b"inside, may be uploaded"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+async def test_fifo_or_device_destination_is_refused_and_left_alone(
+    files_daemon: RunningDaemon, allowed: Path, kind: str
+) -> None:
+    dest = allowed / kind
+    if kind == "fifo":
+        os.mkfifo(dest)
+    else:
+        try:
+            os.mknod(dest, 0o600 | stat.S_IFCHR, os.makedev(1, 3))  # like /dev/null
+        except PermissionError:
+            pytest.skip("creating a device node needs root")
+    await files_daemon.call("s3.Write", {"pathname": "obj.txt", "content": b"content"})
+    exc = await error(
+        files_daemon, "s3.ReadToFile", {"pathname": "obj.txt", "dest_path": str(dest)}
+    )
+    assert exc.code == "INVALID_REQUEST"
+    assert str(dest) in exc.message
+    assert "not a regular file" in exc.message
+    mode = os.lstat(dest).st_mode
+    assert stat.S_ISFIFO(mode) if kind == "fifo" else stat.S_ISCHR(mode)
+    assert temp_files(allowed) == []
+
+
+async def test_read_to_file_keeps_the_mode_of_the_file_it_replaces(
+    files_daemon: RunningDaemon, allowed: Path
+) -> None:
+    await files_daemon.call("s3.Write", {"pathname": "obj.txt", "content": b"new secret"})
+    dest = allowed / "private.txt"
+    dest.write_bytes(b"old secret")
+    dest.chmod(0o600)
+    fresh = allowed / "fresh.txt"
+    await files_daemon.call("s3.ReadToFile", {"pathname": "obj.txt", "dest_path": str(dest)})
+    await files_daemon.call("s3.ReadToFile", {"pathname": "obj.txt", "dest_path": str(fresh)})
+    assert dest.read_bytes() == b"new secret"
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o600
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o666 & ~umask  # a new file: the umask's
+
+
+@pytest.fixture
+def small_filesystem(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs (needs root: mount); skipped where it cannot be mounted."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+        timeout=30,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False, timeout=30)
+
+
+async def test_full_disk_is_no_space_left_and_leaves_the_destination_as_it_was(
+    start_daemon: StartDaemon, small_filesystem: Path
+) -> None:
+    daemon = await start_daemon(s3={"local_paths": [str(small_filesystem)]})
+    await daemon.call("s3.Write", {"pathname": "big.bin", "content": pattern(3 * MIB)})
+    dest = small_filesystem / "big.bin"
+    dest.write_bytes(b"previous")
+    exc = await error(daemon, "s3.ReadToFile", {"pathname": "big.bin", "dest_path": str(dest)})
+    assert exc.code == "NO_SPACE_LEFT"
+    assert str(dest) in exc.message
+    assert dest.read_bytes() == b"previous"
+    assert temp_files(small_filesystem) == []
+    # The connection and the daemon go on: a small object still fits.
+    await daemon.call("s3.Write", {"pathname": "small.bin", "content": b"fits"})
+    await daemon.call("s3.ReadToFile", {"pathname": "small.bin", "dest_path": str(dest)})
+    assert dest.read_bytes() == b"fits"
+
+
+async def test_read_only_filesystem_is_permission_denied(
+    start_daemon: StartDaemon, small_filesystem: Path
+) -> None:
+    daemon = await start_daemon(s3={"local_paths": [str(small_filesystem)]})
+    await daemon.call("s3.Write", {"pathname": "obj.txt", "content": b"content"})
+    subprocess.run(["mount", "-o", "remount,ro", str(small_filesystem)], check=True, timeout=30)
+    dest = small_filesystem / "obj.txt"
+    exc = await error(daemon, "s3.ReadToFile", {"pathname": "obj.txt", "dest_path": str(dest)})
+    assert exc.code == "PERMISSION_DENIED"
+    assert "read-only" in exc.message
+    assert not dest.exists()
+
+
+async def test_symlinked_destination_inside_replaces_its_target(
+    files_daemon: RunningDaemon, allowed: Path
+) -> None:
+    await files_daemon.call("s3.Write", {"pathname": "obj.txt", "content": b"new"})
+    (allowed / "real.txt").write_bytes(b"old")
+    (allowed / "sub").mkdir()
+    (allowed / "sub" / "alias.txt").symlink_to("../real.txt")
+    answer = await files_daemon.call(
+        "s3.ReadToFile", {"pathname": "obj.txt", "dest_path": str(allowed / "sub" / "alias.txt")}
+    )
+    assert answer["dest_path"] == os.path.realpath(allowed / "real.txt")
+    assert (allowed / "real.txt").read_bytes() == b"new"
+    assert (allowed / "sub" / "alias.txt").is_symlink()
+    assert temp_files(allowed) == []
+
+
+async def test_read_to_file_cut_by_its_deadline_leaves_no_temp_file(
+    s3_endpoint: str, physical_buckets: Callable[..., str], allowed: Path
+) -> None:
+    spec = {"operation_timeout": 1}
+    async with proxied(s3_endpoint, physical_buckets, allowed, spec) as (daemon, proxy):
+        await daemon.call("s3.Write", {"pathname": "slow.bin", "content": pattern(3 * MIB)})
+        proxy.add_fault(Fault("delay", match=Match(op="GetObject"), delay=3))
+        dest = allowed / "slow.bin"
+        exc = await error(daemon, "s3.ReadToFile", {"pathname": "slow.bin", "dest_path": str(dest)})
+        assert exc.code == "OPERATION_TIMEOUT"
+        assert temp_files(allowed) == []
+        assert not dest.exists()
+
+
+async def test_cancelled_while_the_temp_file_is_created_removes_it(allowed: Path) -> None:
+    # The thread creating the temporary file cannot be stopped: what it made is undone once it
+    # has finished. (Not through the socket: nothing there can cancel at exactly this moment.)
+    from s3rpc.storage import files
+
+    started = threading.Event()
+    release = threading.Event()
+
+    def slow_create(roots: tuple[str, ...], raw: str) -> Any:
+        started.set()
+        release.wait(10)
+        return files._create_temp(roots, raw)
+
+    blocking = files._Blocking()
+    task = asyncio.create_task(
+        files._settled(
+            blocking, files._Download.discard, slow_create, (str(allowed),), str(allowed / "x")
+        )
+    )
+    assert await asyncio.to_thread(started.wait, 10)
+    task.cancel()
+    await asyncio.sleep(0)
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 10)
+    assert temp_files(allowed) == []
+    assert list(allowed.iterdir()) == []

@@ -169,3 +169,31 @@ async def test_a_trailing_slash_is_still_refused_by_other_object_methods(
         with pytest.raises(RpcError) as caught:
             await tree.call(method, {"pathname": "a/"})
         assert caught.value.code == "INVALID_PATHNAME", method
+
+
+REFUSED_KEYS = ["u/../../x.txt", "u/../evil name.txt", "u/a//b.txt", "u/./c.txt", "u/ctl\x01.txt"]
+
+
+@pytest.mark.parametrize("deep", [False, True])
+async def test_keys_the_daemon_refuses_are_left_out_of_listings(
+    start_daemon: StartDaemon, s3_admin: Any, deep: bool
+) -> None:
+    # Other writers (a browser's POST form with ${filename}, another S3 client) can store keys
+    # that are no valid pathname; PHP must never be handed one as a path.
+    daemon = await start_daemon({"files": {"prefix": "app"}})
+    physical = daemon.buckets["files"]
+    put_many(s3_admin, physical, ["app/" + key for key in [*REFUSED_KEYS, "u/ok.txt", "u/a/d.txt"]])
+    listed: list[tuple[str, str]] = []
+    for prefix in ("", "u", "u/a", "u/a/"):
+        listed += paths(await daemon.call("s3.ListContents", {"prefix": prefix, "deep": deep}))
+    for _, path in listed:
+        await daemon.call("s3.Exists", {"bucket": "files", "pathname": path})  # a valid pathname
+    if deep:
+        assert sorted(set(listed)) == [("file", "u/a/d.txt"), ("file", "u/ok.txt")]
+    else:
+        assert sorted(set(listed)) == [
+            ("dir", "u"),
+            ("dir", "u/a"),
+            ("file", "u/a/d.txt"),
+            ("file", "u/ok.txt"),
+        ]

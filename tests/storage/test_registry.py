@@ -43,11 +43,11 @@ async def test_register_bucket_on_existing_server_reuses_client(
 
 
 async def test_register_bucket_inline_creates_client(
-    storage: Storage, moto_endpoint: str, s3_admin: Any
+    storage: Storage, s3_endpoint: str, s3_admin: Any
 ) -> None:
     physical = random_bucket("inl")
     s3_admin.create_bucket(Bucket=physical)
-    spec = server_spec(moto_endpoint, key="other", secret="other-secret")
+    spec = server_spec(s3_endpoint, key="other", secret="other-secret")
     await storage.call("s3.RegisterBucket", {"name": "inline", "bucket": physical, **spec})
     bucket = storage.manager.get("inline")
     assert bucket.client is not storage.manager.get("files").client
@@ -81,8 +81,8 @@ async def test_register_bad_fields_is_invalid_config(
         storage.manager.get("bad")
 
 
-async def test_register_never_echoes_the_secret(storage: Storage, moto_endpoint: str) -> None:
-    spec = server_spec(moto_endpoint, secret=SECRET)
+async def test_register_never_echoes_the_secret(storage: Storage, s3_endpoint: str) -> None:
+    spec = server_spec(s3_endpoint, secret=SECRET)
     spec["visibility"] = "bogus"
     with pytest.raises(S3RpcError) as info:
         await storage.call("s3.RegisterBucket", {"name": "s", "bucket": "b", **spec})

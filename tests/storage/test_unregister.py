@@ -68,9 +68,9 @@ async def test_unregister_refuses_unknown_names_and_bad_params(
 
 
 async def test_a_call_in_flight_finishes_before_unregister_answers(
-    moto_endpoint: str, physical_buckets: Callable[..., str], s3_admin: Any
+    s3_endpoint: str, physical_buckets: Callable[..., str], s3_admin: Any
 ) -> None:
-    async with proxied_daemon(moto_endpoint, physical_buckets) as (daemon, proxy, _):
+    async with proxied_daemon(s3_endpoint, physical_buckets) as (daemon, proxy, _):
         physical = physical_buckets("slow")
         await register(daemon, "slow", physical)
         proxy.add_fault(Fault("delay", match=Match(op="PutObject", key="held"), delay=1.5))
@@ -109,7 +109,7 @@ async def test_a_call_in_flight_finishes_before_unregister_answers(
 
 
 async def test_unregister_closes_a_client_only_no_other_bucket_uses(
-    make_storage: MakeStorage, moto_endpoint: str, physical_buckets: Callable[..., str]
+    make_storage: MakeStorage, s3_endpoint: str, physical_buckets: Callable[..., str]
 ) -> None:
     storage = await make_storage({"files": {}}, default="files")
     manager = storage.manager
@@ -117,7 +117,7 @@ async def test_unregister_closes_a_client_only_no_other_bucket_uses(
         "s3.RegisterBucket",
         {"name": "shared", "server": "local", "bucket": physical_buckets("shared")},
     )
-    own_creds = server_spec(moto_endpoint, key="other-key", secret="other-secret")
+    own_creds = server_spec(s3_endpoint, key="other-key", secret="other-secret")
     await storage.call(
         "s3.RegisterBucket",
         {"name": "own", "bucket": physical_buckets("own"), **own_creds},

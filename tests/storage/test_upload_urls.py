@@ -191,12 +191,12 @@ async def test_upload_post_is_a_signed_form_limited_to_max_size(
 
 
 async def test_upload_urls_are_signed_for_the_public_endpoint(
-    start_daemon: StartDaemon, moto_endpoint: str, s3_admin: Any
+    start_daemon: StartDaemon, s3_endpoint: str, s3_admin: Any
 ) -> None:
-    public = moto_endpoint.replace("127.0.0.1", "localhost")
+    public = s3_endpoint.replace("127.0.0.1", "localhost")
     server = {
         "region": "us-east-1",
-        "endpoint": moto_endpoint,
+        "endpoint": s3_endpoint,
         "public_endpoint": public,
         "credentials": {"key": ACCESS_KEY, "secret": SECRET_KEY},
     }
@@ -285,3 +285,99 @@ async def test_upload_url_with_a_bad_visibility_is_invalid_visibility(
             "s3.GetUploadURL", {"pathname": "x", "expires_in": 60, "visibility": "world"}
         )
     assert info.value.code == "INVALID_VISIBILITY"
+
+
+def post(answer: dict[str, Any], fields: dict[str, str], name: str, data: bytes) -> int:
+    response = requests.post(
+        answer["url"], data=fields, files={"file": (name, data)}, timeout=TIMEOUT
+    )
+    return response.status_code
+
+
+def keys_of(s3_admin: Any, physical: str) -> list[str]:
+    listed = s3_admin.list_objects_v2(Bucket=physical).get("Contents", [])
+    return sorted(item["Key"] for item in listed)
+
+
+@pytest.mark.parametrize("pathname", ["u/${filename}", "${filename}", "u/a-${filename}"])
+async def test_upload_post_refuses_filename_without_the_opt_in(
+    daemon: RunningDaemon, pathname: str
+) -> None:
+    with pytest.raises(RpcError) as info:
+        await daemon.call(
+            "s3.GetUploadPost", {"pathname": pathname, "expires_in": 60, "max_size": 10}
+        )
+    assert info.value.code == "INVALID_REQUEST"
+    assert "'allow_filename'" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("pathname", "code"),
+    [
+        ("${filename}", "INVALID_REQUEST"),  # no folder: the whole bucket
+        ("u/${filename}/x", "INVALID_REQUEST"),
+        ("u/${filename}.jpg", "INVALID_REQUEST"),
+        ("u/${filename}${filename}", "INVALID_REQUEST"),
+        ("${filename}/x/${filename}", "INVALID_REQUEST"),
+        ("u/../${filename}", "INVALID_PATHNAME"),
+        ("u//${filename}", "INVALID_PATHNAME"),
+    ],
+)
+async def test_upload_post_with_filename_needs_a_folder_and_the_name_last(
+    daemon: RunningDaemon, pathname: str, code: str
+) -> None:
+    with pytest.raises(RpcError) as info:
+        await daemon.call(
+            "s3.GetUploadPost",
+            {"pathname": pathname, "expires_in": 60, "max_size": 10, "allow_filename": True},
+        )
+    assert info.value.code == code, info.value.text
+
+
+async def test_upload_post_with_filename_is_bounded_to_its_folder(
+    start_daemon: StartDaemon, s3_admin: Any
+) -> None:
+    daemon = await start_daemon({"web": {"prefix": "tenant-a", "visibility_mode": "none"}})
+    physical = daemon.buckets["web"]
+    answer = await daemon.call(
+        "s3.GetUploadPost",
+        {
+            "bucket": "web",
+            "pathname": "u/${filename}",
+            "expires_in": 120,
+            "max_size": 100,
+            "content_type": "text/plain",
+            "allow_filename": True,
+        },
+    )
+    fields = answer["fields"]
+    assert fields["key"] == "tenant-a/u/${filename}"
+    policy = json.loads(base64.b64decode(fields["policy"]))
+    key_conditions = [c for c in policy["conditions"] if "$key" in c or "key" in c]
+    assert key_conditions == [["starts-with", "$key", "tenant-a/u/"]]
+    assert policy_allows({**fields, "key": "tenant-a/u/photo.txt"}, physical, 5)
+    assert not policy_allows({**fields, "key": "tenant-a/other.txt"}, physical, 5)
+    assert not policy_allows({**fields, "key": "tenant-a/uploads/x"}, physical, 5)
+    assert not policy_allows({**fields, "key": "tenant-b/u/x"}, physical, 5)
+
+    assert post(answer, fields, "photo.txt", b"photo") in (200, 201, 204)
+    stored = keys_of(s3_admin, physical)
+    assert len(stored) == 1
+    assert stored[0].startswith("tenant-a/u/")
+
+    # A service that checks POST policies (not moto) refuses a key outside the folder.
+    if post(answer, {**fields, "policy": fields["policy"][:-4] + "AAA="}, "x", b"x") < 300:
+        return
+    for outside in ("tenant-a/other.txt", "tenant-a/uploads/x", "tenant-b/u/x", "x"):
+        assert post(answer, {**fields, "key": outside}, "x.txt", b"x") == 403, outside
+    # What S3 cannot refuse: the file's name is put in verbatim, and a hand-made form may send
+    # any key below the folder. Such keys stay below it, and listings leave them out.
+    assert post(answer, fields, "../evil.txt", b"e") in (200, 201, 204)
+    assert post(answer, {**fields, "key": "tenant-a/u/a//b"}, "b", b"b") in (200, 201, 204)
+    assert keys_of(s3_admin, physical) == [
+        "tenant-a/u/../evil.txt",
+        "tenant-a/u/a//b",
+        "tenant-a/u/photo.txt",
+    ]
+    listed = await daemon.call("s3.ListContents", {"bucket": "web", "deep": True})
+    assert [entry["path"] for entry in listed["contents"]] == ["u/photo.txt"]

@@ -14,12 +14,12 @@ from .conftest import MakeStorage, Storage
 
 
 async def test_permanent_url_is_path_style_for_custom_endpoint(
-    storage: Storage, moto_endpoint: str
+    storage: Storage, s3_endpoint: str
 ) -> None:
     await storage.call("s3.Write", {"bucket": "media", "pathname": "a b/ü+#?.txt", "content": b"u"})
     result = await storage.call("s3.GetPublicURL", {"bucket": "media", "pathname": "a b/ü+#?.txt"})
     physical = storage.physical["media"]
-    assert result == {"url": f"{moto_endpoint}/{physical}/a%20b/%C3%BC%2B%23%3F.txt"}
+    assert result == {"url": f"{s3_endpoint}/{physical}/a%20b/%C3%BC%2B%23%3F.txt"}
     with urllib.request.urlopen(result["url"], timeout=10) as response:  # public-read object
         assert response.read() == b"u"
 
@@ -56,14 +56,14 @@ async def test_presigned_url_downloads_the_object(storage: Storage) -> None:
 
 
 async def test_presigned_url_is_signed_for_public_endpoint(
-    make_storage: MakeStorage, moto_endpoint: str
+    make_storage: MakeStorage, s3_endpoint: str
 ) -> None:
-    public = moto_endpoint.replace("127.0.0.1", "localhost")
+    public = s3_endpoint.replace("127.0.0.1", "localhost")
     storage = await make_storage(
         {"pub": {"server": "edge"}},
         servers={
             "edge": {
-                "endpoint": moto_endpoint,
+                "endpoint": s3_endpoint,
                 "public_endpoint": public,
                 "credentials": {"key": "k", "secret": "s"},
             }

@@ -49,7 +49,7 @@ use Spiral\Goridge\RPC\RPCInterface;
  * @psalm-type Metadata = array{size: int, mime_type: string, last_modified: int, visibility: string, etag: string, content_type: string, metadata: array<string, string>}
  * @psalm-type ContentEntry = array{type: 'file', path: string, file_size: int, last_modified: int, visibility: null, mime_type: null}|array{type: 'dir', path: string, last_modified: null}
  * @psalm-type ObjectInfo = array{key: string, size: int, last_modified: int, etag: string, storage_class: string}
- * @psalm-type ListResult = array{objects: list<ObjectInfo>, common_prefixes: list<array{prefix: string}>, is_truncated: bool, next_continuation_token: ?string, key_count: int}
+ * @psalm-type ListResult = array{objects: list<ObjectInfo>, common_prefixes?: list<array{prefix: string}>, is_truncated: bool, next_continuation_token?: string, key_count: int}
  */
 final class S3Storage
 {
@@ -356,6 +356,9 @@ final class S3Storage
      * inputs, then the file as the last field `file`, to `url`; S3 refuses a file larger than
      * `$maxSize` bytes.
      *
+     * `$allowFilename`: `$pathname` may end in `${filename}` (e.g. `inbox/${filename}`), which S3
+     * replaces with the browser's file name; the form may then write any key below that folder.
+     *
      * @return array{url: string, fields: array<string, string>, expires_at: int}
      */
     public function getUploadPost(
@@ -365,6 +368,7 @@ final class S3Storage
         ?string $bucket = null,
         ?string $contentType = null,
         ?string $visibility = null,
+        bool $allowFilename = false,
     ): array {
         return $this->call('GetUploadPost', [
             'bucket' => $bucket,
@@ -373,6 +377,7 @@ final class S3Storage
             'max_size' => $maxSize,
             'content_type' => $contentType,
             'visibility' => $visibility,
+            'allow_filename' => $allowFilename,
         ]);
     }
 
@@ -457,8 +462,8 @@ final class S3Storage
         do {
             $page = $this->listObjects($bucket, $prefix, null, $pageSize, $token);
             yield from $page['objects'];
-            $token = $page['next_continuation_token'] ?? null;
-        } while (($page['is_truncated'] ?? false) && $token !== null && $token !== '');
+            $token = $page['next_continuation_token'] ?? null; // absent on the last page
+        } while ($token !== null);
     }
 
     /**

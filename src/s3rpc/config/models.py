@@ -9,6 +9,8 @@ it into a ``ConfigError`` naming that key.
 
 from __future__ import annotations
 
+import difflib
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -42,6 +44,51 @@ class _KeyedError(ValueError):
         super().__init__(message)
         self.key = key
         self.message = message
+
+
+#: The validation library's error types in the project's words (``{name}`` from its context).
+_MESSAGES = {
+    "missing": "required key is missing",
+    "extra_forbidden": "unknown key",
+    "model_type": "must be a mapping of keys (key: value lines), not a single value",
+    "model_attributes_type": "must be a mapping of keys (key: value lines), not a single value",
+    "dict_type": "must be a mapping (key: value lines)",
+    "list_type": "must be a list",
+    "tuple_type": "must be a list",
+    "string_type": "must be text",
+    "string_too_short": "must not be empty",
+    "string_too_long": "must be at most {max_length} characters",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "literal_error": "must be {expected}",
+    "enum": "must be {expected}",
+    "greater_than": "must be greater than {gt}",
+    "greater_than_equal": "must be at least {ge}",
+    "less_than": "must be less than {lt}",
+    "less_than_equal": "must be at most {le}",
+    "too_short": "must have at least {min_length} entries",
+    "too_long": "must have at most {max_length} entries",
+    "none_required": "must be empty",
+    "string_pattern_mismatch": "contains characters that are not allowed",
+    "finite_number": "must be a finite number",
+}
+
+
+def error_message(item: Mapping[str, Any]) -> str:
+    """One validation error (``ValidationError.errors()`` item) as the project says it."""
+    template = _MESSAGES.get(str(item.get("type")))
+    if template is not None:
+        try:
+            return template.format(**(item.get("ctx") or {}))
+        except (KeyError, IndexError, ValueError):
+            pass
+    message = str(item.get("msg", "invalid value")).removeprefix("Value error, ")
+    return message.replace("Input should be", "must be")
 
 
 class _Model(BaseModel):
@@ -337,6 +384,39 @@ def _check_region(value: str | None) -> str | None:
     return value
 
 
+@functools.cache
+def aws_regions() -> frozenset[str]:
+    """Every region of every AWS partition, from the endpoint data botocore ships."""
+    import botocore.loaders  # type: ignore[import-untyped, unused-ignore]
+
+    data = botocore.loaders.create_loader().load_data("endpoints")
+    return frozenset(
+        region for partition in data.get("partitions", []) for region in partition["regions"]
+    )
+
+
+def _check_aws_region(data: Any) -> None:
+    """With no endpoint the server is AWS S3 itself: ``region`` must be one of AWS's."""
+    if not isinstance(data, Mapping) or "region" not in data:
+        return
+    endpoint, region = data.get("endpoint"), data["region"]
+    if (isinstance(endpoint, str) and endpoint.strip()) or not isinstance(region, str):
+        return
+    if region == "":
+        raise _KeyedError(
+            "region",
+            "must be an AWS region such as us-east-1 (no endpoint is set, so this is AWS S3)",
+        )
+    if region not in aws_regions():
+        near = difflib.get_close_matches(region.lower(), sorted(aws_regions()), n=1)
+        hint = f"; did you mean '{near[0]}'?" if near else ""
+        raise _KeyedError(
+            "region",
+            "is not an AWS region (no endpoint is set, so this is AWS S3; for another "
+            f"S3-compatible service set its endpoint){hint}",
+        )
+
+
 def _check_url(value: str) -> str:
     """An http(s) URL with a host and a valid port, without user info, query or fragment."""
     if not value:
@@ -363,9 +443,19 @@ def _check_url(value: str) -> str:
 
 
 class Credentials(_Model):
+    """``key``/``secret``/``token``, or ``ambient: true``: with key and secret empty, the AWS
+    SDK's default chain (``AWS_*`` variables, profile, instance or task role) signs instead.
+    Without ``ambient: true`` a configured server must have both (checked when the file is
+    loaded, like the Go plugin does)."""
+
     key: str = ""
     secret: SecretStr = SecretStr("")
     token: SecretStr = SecretStr("")
+    ambient: bool = False
+
+    @property
+    def given(self) -> bool:
+        return bool(self.key or self.secret.get_secret_value())
 
 
 class ServerConfig(_Model):
@@ -380,6 +470,12 @@ class ServerConfig(_Model):
     connect_timeout: PositiveSeconds = 5.0
     read_timeout: PositiveSeconds = 60.0
     max_attempts: Annotated[int, Field(ge=1, le=20)] = 3
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aws_region(cls, data: Any) -> Any:
+        _check_aws_region(data)
+        return data
 
     @field_validator("endpoint", "public_endpoint")
     @classmethod
@@ -425,6 +521,13 @@ class BucketConfig(_Model):
     read_timeout: PositiveSeconds | None = None
     max_attempts: Annotated[int, Field(ge=1, le=20)] | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _aws_region(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("server") is None:
+            _check_aws_region(data)
+        return data
+
     @field_validator("prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
@@ -458,8 +561,11 @@ class BucketConfig(_Model):
                 self.inline_server()
             except ValidationError as exc:
                 first = exc.errors(include_input=False, include_url=False)[0]
+                inner = (first.get("ctx") or {}).get("error")
+                if isinstance(inner, _KeyedError):
+                    raise inner from None
                 key = ".".join(str(part) for part in first["loc"])
-                raise _KeyedError(key, first["msg"].removeprefix("Value error, ")) from None
+                raise _KeyedError(key, error_message(first)) from None
         return self
 
     def inline_server_fields(self) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from s3rpc.errors import ErrorCode, S3RpcError
 from s3rpc.storage.endpoint_cache import cache_endpoints
 from s3rpc.storage.pathnames import join_key, validate_pathname
 from s3rpc.storage.policy import check_register_policy
+from s3rpc.storage.resolver import guarded_connector_args
 from s3rpc.storage.timestamps import install as install_timestamp_parser
 from s3rpc.storage.translate import client_error_parts, s3_errors
 from s3rpc.storage.useragent import cache_user_agent
@@ -239,10 +240,11 @@ def _stores_alike(old: Bucket, new: Bucket) -> bool:
     )
 
 
-def _client_identity(server: ServerConfig, endpoint: str) -> str:
+def _client_identity(server: ServerConfig, endpoint: str, guarded: bool = False) -> str:
     """A digest of everything that makes two clients differ (credentials included)."""
     creds = server.credentials
     parts = (
+        guarded,
         server.region,
         endpoint,
         server.path_style,
@@ -256,8 +258,12 @@ def _client_identity(server: ServerConfig, endpoint: str) -> str:
     return hashlib.sha256(repr(parts).encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def client_config(server: ServerConfig, *, endpoint: str, pool: int) -> Any:
-    """The botocore settings of a client for ``server`` talking to ``endpoint``."""
+def client_config(server: ServerConfig, *, endpoint: str, pool: int, guarded: bool = False) -> Any:
+    """The botocore settings of a client for ``server`` talking to ``endpoint``.
+
+    ``guarded``: every address it connects to passes the ``s3.register`` address rule
+    (:mod:`s3rpc.storage.resolver`); for the clients of buckets registered with inline fields.
+    """
     options: dict[str, Any] = {
         "signature_version": "s3v4",
         "retries": {"mode": "standard", "total_max_attempts": server.max_attempts},
@@ -271,6 +277,8 @@ def client_config(server: ServerConfig, *, endpoint: str, pool: int) -> Any:
         # Most S3-compatible services reject or mis-handle the newer default checksums.
         options["request_checksum_calculation"] = "when_required"
         options["response_checksum_validation"] = "when_required"
+    if guarded:
+        options["connector_args"] = guarded_connector_args()
     return AioConfig(**options)
 
 
@@ -415,11 +423,15 @@ class BucketManager:
             # Before any client exists, so a refused bucket never sends a request.
             await check_register_policy(self._s3, config, len(self._registered))
         resolved = resolve_bucket(self._s3, name, config)
+        # Inline server fields: the caller chose the endpoint, so every connection is checked
+        # against the policy's address rule, not only this registration (DNS rebinding).
+        guarded = config.server is None
         pools = {
-            ident: config.max_concurrent_operations for ident in self._identities(resolved.server)
+            ident: config.max_concurrent_operations
+            for ident in self._identities(resolved.server, guarded)
         }
         try:
-            return await self._make_bucket(resolved, pools)
+            return await self._make_bucket(resolved, pools, guarded)
         except (ValueError, BotoCoreError) as exc:
             raise S3RpcError(
                 ErrorCode.INVALID_CONFIG,
@@ -606,24 +618,26 @@ class BucketManager:
     # --- clients -----------------------------------------------------------------------
 
     @staticmethod
-    def _identities(server: ServerConfig) -> list[str]:
-        idents = [_client_identity(server, server.endpoint)]
+    def _identities(server: ServerConfig, guarded: bool = False) -> list[str]:
+        idents = [_client_identity(server, server.endpoint, guarded)]
         if server.public_endpoint:
-            idents.append(_client_identity(server, server.public_endpoint))
+            idents.append(_client_identity(server, server.public_endpoint, guarded))
         return idents
 
-    async def _make_bucket(self, resolved: ResolvedBucket, pools: Mapping[str, int]) -> Bucket:
+    async def _make_bucket(
+        self, resolved: ResolvedBucket, pools: Mapping[str, int], guarded: bool = False
+    ) -> Bucket:
         server = resolved.server
-        client = await self._client(server, server.endpoint, pools)
+        client = await self._client(server, server.endpoint, pools, guarded)
         presign = client
         if server.public_endpoint:
-            presign = await self._client(server, server.public_endpoint, pools)
+            presign = await self._client(server, server.public_endpoint, pools, guarded)
         return Bucket(resolved=resolved, client=client, presign_client=presign)
 
     async def _client(
-        self, server: ServerConfig, endpoint: str, pools: Mapping[str, int]
+        self, server: ServerConfig, endpoint: str, pools: Mapping[str, int], guarded: bool
     ) -> S3Client:
-        ident = _client_identity(server, endpoint)
+        ident = _client_identity(server, endpoint, guarded)
         existing = self._clients.get(ident)
         if existing is not None:
             return existing
@@ -637,7 +651,9 @@ class BucketManager:
             aws_access_key_id=creds.key or None,
             aws_secret_access_key=creds.secret.get_secret_value() or None,
             aws_session_token=creds.token.get_secret_value() or None,
-            config=client_config(server, endpoint=endpoint, pool=pools.get(ident, 0)),
+            config=client_config(
+                server, endpoint=endpoint, pool=pools.get(ident, 0), guarded=guarded
+            ),
         )
         # Each client in its own stack, so s3.UnregisterBucket can close one that is no
         # longer used; the manager's stack closes whatever is left (aclose twice is a no-op).

@@ -2,11 +2,23 @@
 
 "Same object" is decided by storage service, physical bucket and key, never by client identity,
 so a Copy or Move onto itself rewrites metadata and never deletes.
+
+Racing writers: every copy is pinned to the source version its HeadObject saw (its ETag, sent as
+``CopySourceIfMatch`` / ``IfMatch``; a multipart copy also checks the source again before it
+completes), and a Move deletes only that version: it checks the source again after the copy and
+deletes with ``If-Match``. A source replaced or removed meanwhile is SOURCE_CHANGED, and a Move
+then keeps the source. Services that ignore these conditions (moto ignores CopySourceIfMatch,
+Ceph RGW 16 ignores both it and If-Match on DELETE) keep the checks; what is left open on them
+is in the README's Reliability section. Moves of one source through one daemon take turns.
 """
 
 from __future__ import annotations
 
 import asyncio
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError  # type: ignore[import-untyped, unused-ignore]
@@ -52,13 +64,16 @@ async def _stream_copy(
     dest_key: str,
     size: int,
     extra: dict[str, Any],
+    version: _Version,
 ) -> Any:
     """Copy between servers: read from one client, write with the other, bounded memory.
 
     The answer of the write that stored the copy (PutObject or CompleteMultipartUpload)."""
     what = f"read the copy source in bucket '{source.name}'"
+    # One GET serves one version; If-Match makes it the version the HEAD saw.
+    pinned: dict[str, Any] = {"IfMatch": version.etag} if version.etag else {}
     with s3_errors(what, physical_bucket=source.physical):
-        response = await source.client.get_object(Bucket=source.physical, Key=source_key)
+        response = await source.client.get_object(Bucket=source.physical, Key=source_key, **pinned)
     body = response["Body"]
     async with body:
         if size <= dest.config.part_size:
@@ -101,9 +116,14 @@ async def _multipart_copy(
     dest_key: str,
     size: int,
     extra: dict[str, Any],
+    version: _Version,
 ) -> Any:
     """Server-side copy of an object too large for CopyObject, with UploadPartCopy; the answer
-    of CompleteMultipartUpload."""
+    of CompleteMultipartUpload.
+
+    Each part is copied with ``CopySourceIfMatch``; since not every service checks it, the
+    source is looked at once more before completing, so parts of two versions are never
+    joined into one object (the upload is aborted instead: SOURCE_CHANGED)."""
     part_size = choose_part_size(dest, size)
     count = -(-size // part_size)
     ranges = enumerate(range(0, size, part_size), start=1)
@@ -113,10 +133,54 @@ async def _multipart_copy(
         async def worker() -> None:
             for number, first in ranges:
                 last = min(first + part_size, size) - 1
-                await upload.upload_copy(number, copy_source, first, last)
+                await upload.upload_copy(number, copy_source, first, last, version.etag)
 
         await run_workers(min(dest.config.concurrency, count), worker)
+        change = await _replaced(source, source_key, version)
+        if change is not None:
+            raise S3RpcError(ErrorCode.SOURCE_CHANGED, f"the source was {change} during the copy")
         return await upload.complete()
+
+
+@dataclass(frozen=True, slots=True)
+class _Version:
+    """One version of a copy source as a HeadObject saw it: enough to tell it was replaced."""
+
+    etag: str  # as S3 sent it (quoted), for If-Match; "" if the service sent none
+    last_modified: Any
+
+    @classmethod
+    def of(cls, head: Any) -> _Version:
+        return cls(str(head.get("ETag") or ""), head.get("LastModified"))
+
+    def same(self, other: _Version) -> bool:
+        # Quotes differ between services and answers (RGW's CopyObject ETag has none).
+        same_etag = self.etag.strip('"') == other.etag.strip('"')
+        return same_etag and self.last_modified == other.last_modified
+
+
+async def _replaced(source: Bucket, key: str, version: _Version) -> str | None:
+    """None while ``key`` still is ``version``; "deleted" or "replaced" if it is not.
+
+    One HeadObject; runs inside the caller's :func:`~s3rpc.storage.translate.s3_errors`."""
+    try:
+        head = await source.client.head_object(Bucket=source.physical, Key=key)
+    except ClientError as exc:
+        status, code = client_error_parts(exc)
+        if status == 404 and code != "NoSuchBucket":
+            return "deleted"
+        raise
+    return None if version.same(_Version.of(head)) else "replaced"
+
+
+def _source_condition_failed(exc: S3RpcError) -> bool:
+    """Whether a copy step's failure may be its source condition (``CopySourceIfMatch``,
+    ``IfMatch``) refused: a 412, or the NoSuchBucket some RGW versions answer instead."""
+    cause = exc.__cause__
+    if not isinstance(cause, ClientError):
+        return False
+    status, code = client_error_parts(cause)
+    return status == 412 or code in ("PreconditionFailed", "NoSuchBucket")
 
 
 #: The arguments CopyObject applies only with MetadataDirective REPLACE.
@@ -181,7 +245,8 @@ async def copy(
     source_key = source.key(params.source_pathname, "source_pathname")
     dest_key = dest.key(params.dest_pathname, "dest_pathname")
     onto_itself = await same_object(source, source_key, dest, dest_key)
-    return await _copy(manager, source, source_key, dest, dest_key, params, onto_itself)
+    result, _ = await _copy(manager, source, source_key, dest, dest_key, params, onto_itself)
+    return result
 
 
 async def _copy(
@@ -192,10 +257,58 @@ async def _copy(
     dest_key: str,
     params: CopyParams,
     onto_itself: bool,
-) -> WriteResult:
+) -> tuple[WriteResult, _Version]:
+    """The copy's result and the source version it copied (as its HeadObject saw it)."""
     source_name = named(params.source_pathname, source)
     with s3_errors(f"read copy source {source_name}", physical_bucket=source.physical):
         head = await source.client.head_object(Bucket=source.physical, Key=source_key)
+    version = _Version.of(head)
+    try:
+        last_modified = await _copy_version(
+            manager, source, source_key, dest, dest_key, params, onto_itself, head, version
+        )
+    except S3RpcError as exc:
+        if exc.code is ErrorCode.SOURCE_CHANGED:
+            change: str | None = exc.message
+        elif _source_condition_failed(exc):
+            # A 412 may also be the destination's if_none_match: ask the source.
+            with s3_errors(f"read copy source {source_name}", physical_bucket=source.physical):
+                change = await _replaced(source, source_key, version)
+            if change is None:
+                raise
+            change = f"the source was {change} during the copy"
+        else:
+            raise
+        raise S3RpcError(
+            ErrorCode.SOURCE_CHANGED,
+            f"copy {source_name} to {named(params.dest_pathname, dest)}: {change} "
+            "(another call wrote or deleted it); nothing was written",
+            exc.details,
+        ) from exc
+    # No HEAD of the copy: it holds the source's ``size`` bytes (a multipart or streamed copy
+    # fails unless every byte arrived), and S3's answer dates it.
+    result: WriteResult = {
+        "success": True,
+        "pathname": params.dest_pathname,
+        "size": int(head.get("ContentLength", 0)),
+        "last_modified": last_modified,
+    }
+    return result, version
+
+
+async def _copy_version(
+    manager: BucketManager,
+    source: Bucket,
+    source_key: str,
+    dest: Bucket,
+    dest_key: str,
+    params: CopyParams,
+    onto_itself: bool,
+    head: Any,
+    version: _Version,
+) -> int:
+    """Copy the source ``version`` (``head`` is its HeadObject answer); the copy's time."""
+    source_name = named(params.source_pathname, source)
     size = int(head.get("ContentLength", 0))
     extra = copy_args(dest, params, head)
     # Onto itself, the destination's client reaches the source too: copy server-side, never
@@ -225,25 +338,22 @@ async def _copy(
                 args["MetadataDirective"] = "REPLACE"
             if "Tagging" in args:
                 args["TaggingDirective"] = "REPLACE"
+            if version.etag:
+                args["CopySourceIfMatch"] = version.etag
             copied = await dest.client.copy_object(**args)
             modified = copied.get("CopyObjectResult", {}).get("LastModified")
             last_modified = unix_time(modified) if modified is not None else stored_at(copied)
         elif server_side:
             completed = await _multipart_copy(
-                manager, source, source_key, dest, dest_key, size, extra
+                manager, source, source_key, dest, dest_key, size, extra, version
             )
             last_modified = stored_at(completed)
         else:
-            written = await _stream_copy(manager, source, source_key, dest, dest_key, size, extra)
+            written = await _stream_copy(
+                manager, source, source_key, dest, dest_key, size, extra, version
+            )
             last_modified = stored_at(written)
-    # No HEAD of the copy: it holds the source's ``size`` bytes (a multipart or streamed copy
-    # fails unless every byte arrived), and S3's answer dates it.
-    return {
-        "success": True,
-        "pathname": params.dest_pathname,
-        "size": size,
-        "last_modified": last_modified,
-    }
+    return last_modified
 
 
 def _refused_by_s3(exc: BaseException) -> bool:
@@ -255,35 +365,124 @@ def _refused_by_s3(exc: BaseException) -> bool:
     return 400 <= status < 500
 
 
+#: Per BucketManager, the source keys a Move is working on (physical bucket, key), and how many
+#: Moves hold or wait for each: a second Move of one source waits for the first, then finds the
+#: source gone (FILE_NOT_FOUND) instead of copying and deleting it a second time.
+_MOVING: weakref.WeakKeyDictionary[BucketManager, dict[tuple[str, str], tuple[asyncio.Lock, int]]]
+_MOVING = weakref.WeakKeyDictionary()
+
+
+@asynccontextmanager
+async def _moving(manager: BucketManager, physical: str, key: str) -> AsyncIterator[None]:
+    locks = _MOVING.setdefault(manager, {})
+    lock, users = locks.get((physical, key), (asyncio.Lock(), 0))
+    locks[(physical, key)] = (lock, users + 1)
+    try:
+        async with lock:
+            yield
+    finally:
+        lock, users = locks[(physical, key)]
+        if users == 1:
+            del locks[(physical, key)]
+        else:
+            locks[(physical, key)] = (lock, users - 1)
+
+
+def _deletes_conditionally(client: Any) -> bool:
+    """Whether this botocore knows DeleteObject's ``IfMatch`` (older ones do not)."""
+    model = client.meta.service_model.operation_model("DeleteObject")
+    return "IfMatch" in model.input_shape.members
+
+
 @method("s3.Move", CopyParams)
 async def move(
     manager: BucketManager, source: Bucket, dest: Bucket, params: CopyParams
 ) -> WriteResult:
     """Copy, then delete the source — unless both name one object (then only the copy runs,
-    which rewrites the object's metadata and visibility as Copy onto itself does)."""
+    which rewrites the object's metadata and visibility as Copy onto itself does).
+
+    Only the copied version is deleted: the source is looked at again after the copy, and the
+    delete carries ``If-Match`` with the copied ETag. A source replaced or deleted by another
+    call meanwhile is SOURCE_CHANGED; the copy is kept, and so is the source if it exists."""
     source_key = source.key(params.source_pathname, "source_pathname")
     dest_key = dest.key(params.dest_pathname, "dest_pathname")
-    onto_itself = await same_object(source, source_key, dest, dest_key)
-    result = await _copy(manager, source, source_key, dest, dest_key, params, onto_itself)
-    if onto_itself:
-        return result  # deleting the "source" would delete the result
+    async with _moving(manager, source.physical, source_key):
+        onto_itself = await same_object(source, source_key, dest, dest_key)
+        result, version = await _copy(
+            manager, source, source_key, dest, dest_key, params, onto_itself
+        )
+        if onto_itself:
+            return result  # deleting the "source" would delete the result
+        await _delete_moved(source, source_key, version, params, dest)
+    return result
+
+
+async def _delete_moved(
+    source: Bucket, source_key: str, version: _Version, params: CopyParams, dest: Bucket
+) -> None:
+    """Delete the source of a Move if it still is the ``version`` that was copied."""
     source_name = named(params.source_pathname, source)
     dest_name = named(params.dest_pathname, dest)
+    step = f"delete move source {source_name}"
+    conditions: dict[str, Any] = (
+        {"IfMatch": version.etag} if version.etag and _deletes_conditionally(source.client) else {}
+    )
     try:
-        with s3_errors(f"delete move source {source_name}", physical_bucket=source.physical):
-            await source.client.delete_object(Bucket=source.physical, Key=source_key)
+        with s3_errors(step, physical_bucket=source.physical):
+            # Where the service ignores If-Match on DELETE (RGW 16), this check is what keeps
+            # a write that landed during the copy; only the HEAD-to-DELETE gap stays open.
+            change = await _replaced(source, source_key, version)
+            if change is None:
+                await source.client.delete_object(
+                    Bucket=source.physical, Key=source_key, **conditions
+                )
     except S3RpcError as exc:
-        if _refused_by_s3(exc):
-            outcome = f"the source {source_name} was kept because S3 refused to delete it"
-        else:
-            # A lost connection, a timeout or a 5xx: the delete may have been applied.
-            outcome = (
-                f"the source {source_name} may have been deleted: the outcome of deleting it "
-                "is unknown"
-            )
+        change = _delete_refused(exc) if conditions else None
+        if change is None:
+            raise _delete_failed(exc, source_name, dest_name) from exc
+    if change is None:
+        return
+    if change == "replaced":
         raise S3RpcError(
-            exc.code,
-            f"move: the copy {dest_name} was written but {outcome}: {exc.message}",
-            exc.details,
-        ) from exc
-    return result
+            ErrorCode.SOURCE_CHANGED,
+            f"move: the source {source_name} was replaced by another call while it was being "
+            f"moved: the copy {dest_name} was written and kept, the source was kept, and "
+            "nothing was deleted",
+        )
+    # Not success: that would let the second of two racing Moves say it moved the file. The
+    # HTTP layer resends a DELETE whose connection dropped, so the delete that removed it may
+    # also have been this Move's own, with its answer lost.
+    raise S3RpcError(
+        ErrorCode.SOURCE_CHANGED,
+        f"move: the source {source_name} is gone: another call deleted or moved it while it was "
+        "being moved (or this Move's own delete was applied and its answer lost): the copy "
+        f"{dest_name} was written and kept",
+    )
+
+
+def _delete_refused(exc: S3RpcError) -> str | None:
+    """``"replaced"`` or ``"deleted"`` if a conditional delete was refused for its If-Match."""
+    cause = exc.__cause__
+    if not isinstance(cause, ClientError):
+        return None
+    status, code = client_error_parts(cause)
+    if status == 412 or code == "PreconditionFailed":
+        return "replaced"
+    if status == 404 and code != "NoSuchBucket":
+        return "deleted"  # S3 answers NoSuchKey to an If-Match delete of a missing key
+    return None
+
+
+def _delete_failed(exc: S3RpcError, source_name: str, dest_name: str) -> S3RpcError:
+    if _refused_by_s3(exc):
+        outcome = f"the source {source_name} was kept because S3 refused to delete it"
+    else:
+        # A lost connection, a timeout or a 5xx: the delete may have been applied.
+        outcome = (
+            f"the source {source_name} may have been deleted: the outcome of deleting it is unknown"
+        )
+    return S3RpcError(
+        exc.code,
+        f"move: the copy {dest_name} was written but {outcome}: {exc.message}",
+        exc.details,
+    )

@@ -216,6 +216,15 @@ async def _addresses(endpoint: Endpoint) -> set[str]:
     return {_normal_ip(ip) for ip in await resolve(endpoint.host, endpoint.port)}
 
 
+class ForbiddenAddressError(OSError):
+    """A host name resolved to a link-local or cloud-metadata address when a client connected
+    (:mod:`s3rpc.storage.resolver`). An OSError, so aiohttp reports it as a failed lookup."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__(f"'{host}' resolves to a link-local or cloud metadata address")
+        self.host = host
+
+
 def forbidden_address(ip: IPAddress) -> bool:
     """A link-local or cloud-metadata address, whatever IPv6 wrapping it comes in."""
     ip = unwrap(ip)

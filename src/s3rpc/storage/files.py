@@ -4,9 +4,15 @@ This is how PHP hands over a big object without it ever entering PHP's memory or
 (``$_FILES[...]['tmp_name']`` straight to storage): the daemon reads or writes the file itself.
 
 - Only paths under ``s3.local_paths`` are touched, judged *after* resolving symbolic links and
-  ``..`` (and checked again on the opened descriptor, so a path swapped for a link between the
-  check and the open is still refused): anything else is PERMISSION_DENIED, as is every path
-  when the list is empty (the feature is off). Paths must be absolute.
+  ``..``: anything else is PERMISSION_DENIED, as is every path when the list is empty (the
+  feature is off). Paths must be absolute. A path is walked one directory at a time, never
+  following a link it has not resolved and checked itself, and every later step works on the
+  directory it opened (see "paths" below): a directory swapped for a symbolic link at any
+  moment cannot make the daemon read, create, replace or leave anything outside.
+- Only regular files are read or replaced: a directory, FIFO, device or socket is
+  INVALID_REQUEST (a destination of that kind is left alone). A replaced file keeps its mode
+  (and owner, where the daemon may set it). A full disk is NO_SPACE_LEFT, a read-only
+  filesystem PERMISSION_DENIED.
 - WriteFromFile reads the file part by part (``concurrency`` parts of ``part_size`` in flight,
   each read in a worker thread) and uploads them with the one multipart engine; a file no
   larger than one part is a single PutObject. Memory: ``concurrency * part_size``, never the
@@ -15,8 +21,8 @@ This is how PHP hands over a big object without it ever entering PHP's memory or
   S3's 5 TiB limit is refused unread (OBJECT_TOO_LARGE).
 - ReadToFile streams the object's body into a temporary file next to the destination (1 MiB
   at a time, one chunk written while the next arrives), fsyncs it and renames it into place;
-  on any failure, deadline or cancellation the temporary file is removed and the destination is
-  left as it was.
+  on any failure, deadline or cancellation (also one that comes while the temporary file is
+  being created) the temporary file is removed and the destination is left as it was.
 
 Blocking file calls run in the loop's default executor. A call whose awaiting task is
 cancelled keeps running in its thread, so every descriptor is closed only after all of its
@@ -27,10 +33,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import secrets
 import stat
+from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from s3rpc.budget import budget_limit, reserve
@@ -98,10 +107,25 @@ class _Blocking:
 
 
 # --- paths ------------------------------------------------------------------------------------
+#
+# A path is never handed to the kernel whole. It is walked from "/" one component at a time,
+# each directory opened relative to the one before with O_NOFOLLOW, so a component swapped for a
+# symbolic link between two steps is seen (and its link resolved by us, or the step retried),
+# never silently followed. Links and ".." are resolved like realpath does, on the directories
+# actually opened; the resulting real path must lie under s3.local_paths. Everything after the
+# walk — the source's open, the destination's lstat, the temporary file's O_EXCL creation, the
+# rename into place, the clean-up — happens relative to the opened directory, so a swap after
+# the walk cannot redirect any of it outside.
 
 
 def _denied(message: str) -> S3RpcError:
     return S3RpcError(ErrorCode.PERMISSION_DENIED, message)
+
+
+def _outside(field: str, raw: str) -> S3RpcError:
+    return _denied(
+        f"{field} '{shown(raw)}' is outside s3.local_paths once symbolic links are resolved"
+    )
 
 
 def _inside(path: str, roots: tuple[str, ...]) -> bool:
@@ -112,51 +136,170 @@ def _inside(path: str, roots: tuple[str, ...]) -> bool:
     return False
 
 
-def _allowed(roots: tuple[str, ...], raw: str, field: str) -> str:
-    """``raw`` with every link and ``..`` resolved, if that lies under ``s3.local_paths``."""
-    if not roots:
-        raise _denied(f"{field}: local file transfers are off: s3.local_paths is empty")
-    if not os.path.isabs(raw):
-        raise _denied(f"{field} '{shown(raw)}' must be an absolute path under s3.local_paths")
-    resolved = os.path.realpath(raw)
-    if not _inside(resolved, roots):
-        raise _denied(
-            f"{field} '{shown(raw)}' is outside s3.local_paths once symbolic links are resolved"
-        )
-    return resolved
-
-
 def _still_inside(fd: int, roots: tuple[str, ...], field: str, raw: str) -> None:
-    """Check the opened file itself (Linux: /proc/self/fd), against a path swapped meanwhile."""
+    """Check the opened file itself (Linux: /proc/self/fd), against a directory renamed away
+    after it was walked through."""
     try:
         opened = os.readlink(f"/proc/self/fd/{fd}")
     except OSError:
-        return  # no /proc: the check before the open stands alone
+        return  # no /proc: the walk stands alone
     if not _inside(opened, roots):
-        raise _denied(
-            f"{field} '{shown(raw)}' is outside s3.local_paths once symbolic links are resolved"
-        )
+        raise _outside(field, raw)
 
 
 def _os_error(exc: OSError, field: str, raw: str, action: str) -> S3RpcError:
     if isinstance(exc, FileNotFoundError):
         return S3RpcError(ErrorCode.FILE_NOT_FOUND, f"{field} '{shown(raw)}' does not exist")
-    if isinstance(exc, PermissionError):
-        return _denied(f"the daemon may not {action} {field} '{shown(raw)}'")
+    if isinstance(exc, PermissionError) or exc.errno == errno.EROFS:
+        reason = "it is on a read-only filesystem" if exc.errno == errno.EROFS else "no access"
+        return _denied(f"the daemon may not {action} {field} '{shown(raw)}': {reason}")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return S3RpcError(
+            ErrorCode.NO_SPACE_LEFT,
+            f"cannot {action} {field} '{shown(raw)}': no space left on its filesystem "
+            "(disk or quota full); it was left as it was",
+        )
+    if exc.errno == errno.EFBIG:
+        return S3RpcError(
+            ErrorCode.NO_SPACE_LEFT,
+            f"cannot {action} {field} '{shown(raw)}': the file would exceed the largest size "
+            "its filesystem (or the daemon's file size limit) allows; it was left as it was",
+        )
     return S3RpcError(
         ErrorCode.INVALID_REQUEST,
         f"cannot {action} {field} '{shown(raw)}': {exc.strerror or type(exc).__name__}",
     )
 
 
+#: Directories are opened only to walk through them: O_PATH needs no read permission (search
+#: permission suffices, as for any path lookup) and gives a descriptor for the *at() calls.
+_DIR_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+#: Symbolic links resolved, plus steps retried because a component changed meanwhile (ELOOP).
+_MAX_STEPS = 40
+
+
+def _components(path: str) -> list[str]:
+    return [part for part in path.split("/") if part not in ("", ".")]
+
+
+def _readlink(name: str, dir_fd: int) -> str | None:
+    """The target of ``name`` if it is a symbolic link; None if it is not one or is missing."""
+    try:
+        return os.readlink(name, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.EINVAL, errno.ENOENT, errno.ENOTDIR):
+            return None
+        raise
+
+
+def _is_link(name: str, dir_fd: int) -> bool:
+    try:
+        return _readlink(name, dir_fd) is not None
+    except OSError:
+        return False
+
+
+@dataclass(slots=True)
+class _Place:
+    """Where a walked path leads: its directory, opened, and the last name in it."""
+
+    dir_fd: int  # owned: the caller closes it
+    name: str  # "" when the path names a directory itself (it ended in "..")
+    path: str  # the real path at the time of the walk
+
+    def close(self) -> None:
+        os.close(self.dir_fd)
+
+
+def _walk(roots: tuple[str, ...], raw: str, field: str) -> _Place:
+    """Walk ``raw`` (module notes above); the last component is left unopened. Worker thread."""
+    if not roots:
+        raise _denied(f"{field}: local file transfers are off: s3.local_paths is empty")
+    if not os.path.isabs(raw):
+        raise _denied(f"{field} '{shown(raw)}' must be an absolute path under s3.local_paths")
+    pending = deque(_components(raw))
+    names: list[str] = []  # the real path of fds[-1], one name per directory
+    fds = [os.open("/", _DIR_FLAGS)]
+    steps = 0
+    last = ""
+    try:
+        while pending:
+            name = pending.popleft()
+            if name == "..":
+                if names:
+                    names.pop()
+                    os.close(fds.pop())
+                last = ""
+                continue
+            try:
+                target = _readlink(name, fds[-1])
+                if target is None and pending:
+                    fd = os.open(name, _DIR_FLAGS, dir_fd=fds[-1])
+                    names.append(name)
+                    fds.append(fd)
+                    continue
+            except OSError as exc:
+                # ENOTDIR: not a directory, or a link swapped in since the readlink (then retry).
+                if exc.errno in (errno.ENOTDIR, errno.ELOOP) and _is_link(name, fds[-1]):
+                    target = None
+                    pending.appendleft(name)
+                else:
+                    missing = "/" + "/".join([*names, name, *pending])
+                    if not _inside(os.path.normpath(missing), roots):
+                        raise _outside(field, raw) from None
+                    if isinstance(exc, PermissionError):
+                        raise _os_error(exc, field, raw, "reach") from None
+                    raise S3RpcError(
+                        ErrorCode.FILE_NOT_FOUND,
+                        f"a directory on the way to {field} '{shown(raw)}' does not exist",
+                    ) from None
+            else:
+                if target is None:
+                    last = name  # the final component, not a link: left for the caller
+                    break
+            steps += 1
+            if steps > _MAX_STEPS:
+                raise S3RpcError(
+                    ErrorCode.INVALID_REQUEST,
+                    f"{field} '{shown(raw)}': too many symbolic links (or a path that keeps "
+                    "changing) on the way",
+                )
+            if target is not None:
+                if target.startswith("/"):
+                    for fd in fds[1:]:
+                        os.close(fd)
+                    del fds[1:], names[:]
+                pending.extendleft(reversed(_components(target)))
+                last = ""
+        path = "/" + "/".join([*names, last] if last else names)
+        if not _inside(path, roots):
+            raise _outside(field, raw)
+        place = _Place(fds.pop(), last, path)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return place
+
+
 def _open_source(roots: tuple[str, ...], raw: str) -> tuple[int, int]:
     """Open the file to upload: (descriptor, size). Runs in a worker thread."""
-    path = _allowed(roots, raw, "source_path")
+    place = _walk(roots, raw, "source_path")
     try:
-        # O_NONBLOCK: a FIFO must not hang the open (it is refused below).
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-    except OSError as exc:
-        raise _os_error(exc, "source_path", raw, "read") from None
+        if not place.name:
+            raise S3RpcError(
+                ErrorCode.INVALID_REQUEST, f"source_path '{shown(raw)}' is a directory, not a file"
+            )
+        # O_NONBLOCK: a FIFO must not hang the open (it is refused below). O_NOFOLLOW: the
+        # walk saw no link here; one swapped in since is refused, not followed.
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY | os.O_NOFOLLOW
+        try:
+            fd = os.open(place.name, flags, dir_fd=place.dir_fd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise _changed("source_path", raw) from None
+            raise _os_error(exc, "source_path", raw, "read") from None
+    finally:
+        place.close()
     try:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
@@ -175,40 +318,154 @@ def _open_source(roots: tuple[str, ...], raw: str) -> tuple[int, int]:
     return fd, info.st_size
 
 
-def _create_temp(roots: tuple[str, ...], raw: str) -> tuple[str, str, int]:
-    """(final path, temporary path, its descriptor) for a download. Runs in a worker thread."""
+async def _opened_source(files: _Blocking, roots: tuple[str, ...], raw: str) -> tuple[int, int]:
+    """:func:`_open_source` in a worker thread; the file is closed if the caller is cancelled."""
+    return await _settled(files, _close_source, _open_source, roots, raw)
+
+
+def _close_source(opened: tuple[int, int]) -> None:
+    os.close(opened[0])
+
+
+def _changed(field: str, raw: str) -> S3RpcError:
+    return S3RpcError(
+        ErrorCode.INVALID_REQUEST,
+        f"{field} '{shown(raw)}' was replaced by a symbolic link while it was opened",
+    )
+
+
+class _Download:
+    """The temporary file a download is written to, beside its destination, and its directory.
+
+    Every call runs in a worker thread and names files relative to the opened directory. Once
+    constructed, it owns ``place``: :meth:`close` or :meth:`discard` closes it.
+    """
+
+    def __init__(self, place: _Place, raw: str, replaced: os.stat_result | None) -> None:
+        self.place = place
+        self.raw = raw
+        self.temp = f".{place.name[:100]}.{secrets.token_hex(8)}{_TEMP_SUFFIX}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+        try:
+            # A new file gets the daemon's umask, as any new file; a replaced one keeps its
+            # owner (when the daemon may set it) and mode, set before a byte is written.
+            self.fd = os.open(self.temp, flags, 0o666, dir_fd=place.dir_fd)
+        except OSError as exc:
+            raise _os_error(exc, "dest_path", raw, "write in the directory of") from None
+        if replaced is not None:
+            try:
+                if (replaced.st_uid, replaced.st_gid) != (os.getuid(), os.getgid()):
+                    with contextlib.suppress(PermissionError):
+                        os.fchown(self.fd, replaced.st_uid, replaced.st_gid)
+                os.fchmod(self.fd, stat.S_IMODE(replaced.st_mode) & ~(stat.S_ISUID | stat.S_ISGID))
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.temp, dir_fd=place.dir_fd)
+                os.close(self.fd)  # the place stays the caller's until this returns
+                raise _os_error(exc, "dest_path", raw, "write") from None
+
+    def write(self, data: bytes) -> None:
+        try:
+            with memoryview(data) as view:
+                while view:
+                    written = os.write(self.fd, view)
+                    view = view[written:]
+        except OSError as exc:
+            raise _os_error(exc, "dest_path", self.raw, "write") from None
+
+    def finish(self) -> None:
+        """fsync, rename into place and fsync the directory, so the new name survives a crash."""
+        dir_fd = self.place.dir_fd
+        try:
+            os.fsync(self.fd)
+            os.replace(self.temp, self.place.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except OSError as exc:
+            raise _os_error(exc, "dest_path", self.raw, "write") from None
+        with contextlib.suppress(OSError):
+            sync_fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
+            try:
+                os.fsync(sync_fd)
+            finally:
+                os.close(sync_fd)
+
+    def close(self) -> None:
+        try:
+            os.close(self.fd)
+        finally:
+            self.place.close()
+
+    def discard(self) -> None:
+        """Remove the temporary file (if it is still there) and close everything."""
+        try:
+            with contextlib.suppress(OSError):
+                os.unlink(self.temp, dir_fd=self.place.dir_fd)
+        finally:
+            self.close()
+
+
+def _create_temp(roots: tuple[str, ...], raw: str) -> _Download:
+    """The temporary file of a download to ``raw``. Runs in a worker thread."""
     if raw.endswith("/"):
         raise S3RpcError(
             ErrorCode.INVALID_REQUEST, f"dest_path '{shown(raw)}' must name a file, not a directory"
         )
-    path = _allowed(roots, raw, "dest_path")
-    if os.path.isdir(path):
-        raise S3RpcError(
-            ErrorCode.INVALID_REQUEST, f"dest_path '{shown(raw)}' is a directory, not a file"
-        )
-    directory, name = os.path.split(path)
-    if not os.path.isdir(directory):
-        raise S3RpcError(
-            ErrorCode.FILE_NOT_FOUND, f"the directory of dest_path '{shown(raw)}' does not exist"
-        )
-    temp = os.path.join(directory, f".{name[:100]}.{secrets.token_hex(8)}{_TEMP_SUFFIX}")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+    place = _walk(roots, raw, "dest_path")
     try:
-        fd = os.open(temp, flags, 0o666)  # the daemon's umask applies, as for any new file
-    except OSError as exc:
-        raise _os_error(exc, "dest_path", raw, "write in the directory of") from None
-    try:
-        _still_inside(fd, roots, "dest_path", raw)
+        if not place.name:
+            raise _is_directory(raw)
+        try:
+            replaced: os.stat_result | None = os.stat(
+                place.name, dir_fd=place.dir_fd, follow_symlinks=False
+            )
+        except FileNotFoundError:
+            replaced = None
+        except OSError as exc:
+            raise _os_error(exc, "dest_path", raw, "write") from None
+        if replaced is not None:
+            mode = replaced.st_mode
+            if stat.S_ISDIR(mode):
+                raise _is_directory(raw)
+            if stat.S_ISLNK(mode):
+                raise _changed("dest_path", raw)
+            if not stat.S_ISREG(mode):
+                raise S3RpcError(
+                    ErrorCode.INVALID_REQUEST,
+                    f"dest_path '{shown(raw)}' is not a regular file (a FIFO, device or socket "
+                    "is never replaced)",
+                )
+        download = _Download(place, raw, replaced)
     except BaseException:
-        os.close(fd)
-        _remove(temp)
+        place.close()
         raise
-    return path, temp, fd
+    try:
+        _still_inside(place.dir_fd, roots, "dest_path", raw)
+    except BaseException:
+        download.discard()
+        raise
+    return download
 
 
-def _remove(path: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
+def _is_directory(raw: str) -> S3RpcError:
+    return S3RpcError(
+        ErrorCode.INVALID_REQUEST, f"dest_path '{shown(raw)}' is a directory, not a file"
+    )
+
+
+async def _settled(
+    files: _Blocking, undo: Callable[[T], None], call: Callable[..., T], *args: Any
+) -> T:
+    """``call(*args)`` in a worker thread. If the caller is cancelled meanwhile, the thread
+    (which cannot be stopped) is waited for and what it opened or created is undone."""
+    future = files.start(call, *args)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        try:
+            await files.drain()
+        finally:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                undo(future.result())
+        raise
 
 
 def _pread_exactly(fd: int, size: int, offset: int) -> bytes:
@@ -230,25 +487,6 @@ def _pread_exactly(fd: int, size: int, offset: int) -> bytes:
     return b"".join(chunks)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    with memoryview(data) as view:
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-
-
-def _finish(fd: int, temp: str, path: str) -> None:
-    """fsync, rename into place and fsync the directory, so the new name survives a crash."""
-    os.fsync(fd)
-    os.replace(temp, path)
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
 # --- methods ----------------------------------------------------------------------------------
 
 
@@ -258,7 +496,7 @@ async def write_from_file(
 ) -> WriteResult:
     key = bucket.key(params.pathname)
     files = _Blocking()
-    fd, size = await files.run(_open_source, manager.local_paths, params.source_path)
+    fd, size = await _opened_source(files, manager.local_paths, params.source_path)
     try:
         if size > MAX_OBJECT_SIZE:
             raise S3RpcError(
@@ -330,7 +568,9 @@ async def read_to_file(
 ) -> ReadToFileResult:
     key = bucket.key(params.pathname)
     files = _Blocking()
-    path, temp, fd = await files.run(_create_temp, manager.local_paths, params.dest_path)
+    download = await _settled(
+        files, _Download.discard, _create_temp, manager.local_paths, params.dest_path
+    )
     placed = False
     try:
         with s3_errors(f"read {named(params.pathname, bucket)}", physical_bucket=bucket.physical):
@@ -340,31 +580,37 @@ async def read_to_file(
             async with body:
                 # One chunk being received while the previous one is written.
                 await reserve(2 * CHUNK)
-                size = await _download(files, body, fd)
+                size = await _download(files, body, download)
         if announced is not None and size != announced:
             raise S3RpcError(
                 ErrorCode.S3_OPERATION_FAILED,
                 f"the object ended after {size} of its {announced} announced bytes",
             )
-        await files.run(_finish, fd, temp, path)
+        await files.run(download.finish)
         placed = True
     finally:
         try:
             await files.drain()
         finally:
-            os.close(fd)
-            if not placed:
-                _remove(temp)
-    return {"success": True, "pathname": params.pathname, "size": size, "dest_path": path}
+            if placed:
+                download.close()
+            else:
+                download.discard()
+    return {
+        "success": True,
+        "pathname": params.pathname,
+        "size": size,
+        "dest_path": download.place.path,
+    }
 
 
-async def _download(files: _Blocking, body: Any, fd: int) -> int:
+async def _download(files: _Blocking, body: Any, download: _Download) -> int:
     received = 0
     writing: asyncio.Future[None] | None = None
     while chunk := await read_exactly(body, CHUNK):
         if writing is not None:
             await asyncio.shield(writing)
-        writing = files.start(_write_all, fd, chunk)
+        writing = files.start(download.write, chunk)
         received += len(chunk)
     if writing is not None:
         await asyncio.shield(writing)

@@ -8,6 +8,8 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
+import structlog
+
 from s3rpc.errors import ErrorCode, S3RpcError
 from s3rpc.storage.buckets import Bucket, BucketManager
 from s3rpc.storage.models import (
@@ -21,7 +23,12 @@ from s3rpc.storage.models import (
     ListObjectsParams,
     ListObjectsResult,
 )
-from s3rpc.storage.pathnames import join_key, strip_prefix, validate_list_prefix
+from s3rpc.storage.pathnames import (
+    join_key,
+    strip_prefix,
+    validate_list_prefix,
+    validate_pathname,
+)
 from s3rpc.storage.registry import method
 from s3rpc.storage.translate import s3_errors
 
@@ -29,6 +36,28 @@ if TYPE_CHECKING:
     pass
 
 from s3rpc.storage.objects import unix_time
+
+log = structlog.get_logger(__name__)
+#: How much of a left-out key its log line shows.
+LOGGED_KEY_CHARS = 300
+
+
+def _pathname_or_none(bucket: Bucket, key: str, path: str) -> str | None:
+    """``path`` if the daemon accepts it as a pathname; else None, and a log line.
+
+    Keys the daemon would refuse (``..``, ``.`` or empty segments, control characters) can get
+    into a bucket through other writers, e.g. a browser's POST form with ``${filename}``; PHP
+    must never be handed one as a path it could use."""
+    try:
+        return validate_pathname(path)
+    except S3RpcError as exc:
+        log.warning(
+            "listing left out a key the daemon refuses as a pathname",
+            bucket=bucket.name,
+            key=key[:LOGGED_KEY_CHARS],
+            reason=exc.message,
+        )
+        return None
 
 
 @method("s3.ListObjects", ListObjectsParams)
@@ -62,13 +91,19 @@ async def list_objects(
         {"prefix": strip_prefix(bucket.prefix, item.get("Prefix", ""))}
         for item in response.get("CommonPrefixes", [])
     ]
-    return {
+    result: ListObjectsResult = {
         "objects": objects,
-        "common_prefixes": prefixes,
         "is_truncated": bool(response.get("IsTruncated", False)),
-        "next_continuation_token": response.get("NextContinuationToken", ""),
         "key_count": response.get("KeyCount", len(objects) + len(prefixes)),
     }
+    # Left out when empty, as the Go plugin's `omitempty` does: PHP written for it pages with
+    # `while (isset($r['next_continuation_token']))`, which "" would keep going for ever.
+    if prefixes:
+        result["common_prefixes"] = prefixes
+    token = response.get("NextContinuationToken", "")
+    if token:
+        result["next_continuation_token"] = token
+    return result
 
 
 def _listing_id(bucket: Bucket, prefix: str, deep: bool) -> str:
@@ -109,7 +144,8 @@ async def list_contents(
     Shallow (``deep`` false): the files directly in the directory and its subdirectories (S3
     common prefixes). Deep: every file below it. In both, a key ending in ``/`` (a directory
     marker) is a directory, and the directory's own marker is left out. Paths are relative to
-    the bucket prefix, without a trailing ``/``.
+    the bucket prefix, without a trailing ``/``. A key the daemon would refuse as a pathname is
+    left out (and logged), so every path listed can be passed back.
     """
     prefix = validate_list_prefix(params.prefix)
     if prefix and not prefix.endswith("/"):
@@ -135,9 +171,11 @@ async def list_contents(
         key = item.get("Key", "")
         if key == full_prefix or not key.startswith(full_prefix):
             continue
-        path = strip_prefix(bucket.prefix, key)
+        path = _pathname_or_none(bucket, key, strip_prefix(bucket.prefix, key).removesuffix("/"))
+        if path is None:
+            continue
         if key.endswith("/"):
-            entries.append((key, {"type": "dir", "path": path.rstrip("/"), "last_modified": None}))
+            entries.append((key, {"type": "dir", "path": path, "last_modified": None}))
             continue
         entries.append(
             (
@@ -155,8 +193,11 @@ async def list_contents(
     for common in response.get("CommonPrefixes", []):
         key = common.get("Prefix", "")
         if key.startswith(full_prefix) and key != full_prefix:
-            path = strip_prefix(bucket.prefix, key).rstrip("/")
-            entries.append((key, {"type": "dir", "path": path, "last_modified": None}))
+            path = _pathname_or_none(
+                bucket, key, strip_prefix(bucket.prefix, key).removesuffix("/")
+            )
+            if path is not None:
+                entries.append((key, {"type": "dir", "path": path, "last_modified": None}))
     # S3 lists keys and common prefixes each in key order; merged, the page stays in key order.
     entries.sort(key=lambda entry: entry[0])
     s3_next = response.get("NextContinuationToken", "") if response.get("IsTruncated") else ""

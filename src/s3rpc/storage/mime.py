@@ -2,6 +2,13 @@
 
 stdlib :mod:`mimetypes` reads the host's ``/etc/mime.types``, which differs between machines and
 has historically been wrong for web assets; the types browsers care about are fixed here.
+
+Sniffing only ever yields a *passive* type: images other than SVG, PDF, archives, audio, video,
+fonts, plain text. Content that looks like markup (HTML, SVG, XML) or script is stored as
+``application/octet-stream``: a browser downloads it instead of rendering it, so an upload
+without an extension cannot become stored XSS on a public bucket. Only the writer's explicit
+``content_type`` or the pathname's extension — both chosen by the application, never by the
+uploaded bytes — may give an active type.
 """
 
 from __future__ import annotations
@@ -80,7 +87,8 @@ def _riff(head: bytes) -> str | None:
 
 
 def _text(head: bytes) -> str | None:
-    """A text type for bytes that decode as UTF-8 without control characters, else None."""
+    """``text/plain`` for bytes that decode as UTF-8 without control characters and do not look
+    like markup; else None."""
     if b"\x00" in head:
         return None
     try:
@@ -92,21 +100,19 @@ def _text(head: bytes) -> str | None:
         text = head[: exc.start].decode("utf-8")
     if any(ord(c) < 32 and c not in "\t\n\r\f" for c in text):
         return None
-    start = text.lstrip("\ufeff \t\r\n").lower()
-    if start.startswith("<?xml"):
-        return "image/svg+xml" if "<svg" in start else "application/xml"
-    if start.startswith("<svg"):
-        return "image/svg+xml"
-    if start.startswith(("<!doctype html", "<html", "<head", "<body")):
-        return "text/html"
+    start = text.lstrip("\ufeff \t\r\n\f").lower()
+    if start.startswith("<") or "<script" in text.lower():
+        # HTML, SVG, XML or a script: never an active type from content (module docstring).
+        return None
     if start.startswith("%!ps"):
         return "application/postscript"
     return "text/plain"
 
 
 def sniff_mime_type(head: bytes | bytearray | memoryview | None) -> str:
-    """The MIME type of content from its first bytes (magic numbers, then text); else
-    ``application/octet-stream``. Empty content is ``application/octet-stream``."""
+    """The passive MIME type of content from its first bytes (magic numbers, then plain text);
+    else ``application/octet-stream``, also for empty content and for anything that looks like
+    markup or script."""
     if not head:
         return DEFAULT_MIME_TYPE
     sample = bytes(head[:SNIFF_BYTES])

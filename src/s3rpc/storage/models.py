@@ -14,7 +14,16 @@ characters, so an oversized field costs nothing however long it is.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal, TypedDict, TypeVar, get_type_hints
+from typing import (
+    Annotated,
+    Any,
+    ClassVar,
+    Literal,
+    NotRequired,
+    TypedDict,
+    TypeVar,
+    get_type_hints,
+)
 from urllib.parse import parse_qsl, quote, urlencode
 
 from pydantic import (
@@ -377,9 +386,18 @@ class UploadUrlParams(ObjectParams):
 
 
 class UploadPostParams(UploadUrlParams):
-    """``s3.GetUploadPost``: a presigned POST (an HTML form) of at most ``max_size`` bytes."""
+    """``s3.GetUploadPost``: a presigned POST (an HTML form) of at most ``max_size`` bytes.
+
+    ``allow_filename``: the pathname may end in ``${filename}``, which S3 replaces with the name
+    of the browser's file; the form then may write any key below the pathname's folder."""
 
     max_size: Annotated[StrictInt, Field(ge=1, le=MAX_POST_SIZE)]
+    allow_filename: StrictBool = False
+
+    @field_validator("allow_filename", mode="before")
+    @classmethod
+    def _none_is_false(cls, value: Any) -> Any:
+        return False if value is None else value
 
 
 class SetVisibilityParams(ObjectParams):
@@ -561,9 +579,11 @@ class ListedPrefix(TypedDict):
 
 class ListObjectsResult(TypedDict):
     objects: list[ListedObject]
-    common_prefixes: list[ListedPrefix]
+    #: Absent when empty, as the Go plugin's ``omitempty`` leaves it out.
+    common_prefixes: NotRequired[list[ListedPrefix]]
     is_truncated: bool
-    next_continuation_token: str
+    #: Absent on the last page (``omitempty`` in the Go plugin): PHP loops on ``isset()``.
+    next_continuation_token: NotRequired[str]
     key_count: int
 
 

@@ -11,8 +11,11 @@ status first and S3 error code second::
     anything else                         -> S3_OPERATION_FAILED, S3 code in details
 
 Connection, timeout and other botocore failures become S3_OPERATION_FAILED with the exception's
-class name in details. Messages are built from names we chose (method, logical bucket, pathname)
-and S3 error *codes* only: never from exception text, which could carry request data.
+class name in details — except a connection a registered bucket's resolver refused because its
+host now resolves to a link-local or metadata address (:mod:`s3rpc.storage.resolver`): that is
+the ``s3.register`` policy's INVALID_CONFIG. Messages are built from names we chose (method,
+logical bucket, pathname) and S3 error *codes* only: never from exception text, which could
+carry request data.
 
 What the call's log line needs to explain a failure goes into the error's ``log_fields``:
 ``s3_code``, ``http_status``, ``s3_operation``, ``s3_bucket``, ``error_type`` for a failure
@@ -35,6 +38,7 @@ from botocore.exceptions import (  # type: ignore[import-untyped, unused-ignore]
 )
 
 from s3rpc.errors import ErrorCode, S3RpcError
+from s3rpc.storage.endpoints import ForbiddenAddressError
 
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404", "NoSuchVersion"})
 _DENIED_CODES = frozenset({"AccessDenied", "403", "Forbidden", "AllAccessDisabled"})
@@ -128,12 +132,38 @@ def s3_errors(what: str, *, physical_bucket: str) -> Iterator[None]:
     except ClientError as exc:
         raise translate_client_error(exc, what=what, physical_bucket=physical_bucket) from exc
     except (BotoCoreError, aiohttp.ClientError) as exc:
+        if _forbidden_address(exc):
+            raise S3RpcError(
+                ErrorCode.INVALID_CONFIG,
+                f"{what}: refused to connect: the endpoint's host now resolves to a link-local "
+                "or cloud metadata address, which s3.register never allows",
+                log_fields=_transport_fields(exc, physical_bucket),
+            ) from exc
         raise S3RpcError(
             ErrorCode.S3_OPERATION_FAILED,
             f"{what}: could not complete the S3 request",
             type(exc).__name__,
             log_fields=_transport_fields(exc, physical_bucket),
         ) from exc
+
+
+def _forbidden_address(exc: BaseException) -> bool:
+    """Whether a :class:`ForbiddenAddressError` is behind ``exc`` (botocore keeps the aiohttp
+    error in ``kwargs["error"]``, aiohttp the resolver's in ``os_error``)."""
+    seen: set[int] = set()
+    pending: list[object] = [exc]
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        if isinstance(current, ForbiddenAddressError):
+            return True
+        seen.add(id(current))
+        kwargs = getattr(current, "kwargs", None)
+        if isinstance(kwargs, dict):
+            pending.append(kwargs.get("error"))
+        pending.extend((getattr(current, "os_error", None), current.__cause__, current.__context__))
+    return False
 
 
 def _transport_fields(exc: Exception, physical_bucket: str) -> dict[str, str | int]:

@@ -152,13 +152,53 @@ async def get_upload_url(
     }
 
 
+#: What S3 replaces, in a POST form's ``key``, with the name of the file the browser sends.
+FILENAME = "${filename}"
+
+
+def _post_key(bucket: Bucket, params: UploadPostParams) -> str:
+    """The key a POST form is signed for; with ``${filename}``, checked for the opt-in and for
+    a folder to bound it to.
+
+    S3 cannot sign "a file name without ``/`` or ``..``": botocore signs a key ending in
+    ``${filename}`` as ``["starts-with", "$key", <the key before it>]``, so the form may write
+    any key below the pathname's folder, including names the daemon refuses (``..``, ``//``,
+    deeper folders). Such keys stay below that folder, and ListContents leaves them out."""
+    pathname = params.pathname
+    if FILENAME not in pathname:
+        return bucket.key(pathname)
+    if not params.allow_filename:
+        raise S3RpcError(
+            ErrorCode.INVALID_REQUEST,
+            f"field 'pathname': '{FILENAME}' lets the browser choose the file name, and the "
+            "form may then write any key below the pathname's folder; set 'allow_filename' "
+            "to true to allow that",
+        )
+    folder, _, name = pathname.rpartition("/")
+    if pathname.count(FILENAME) != 1 or not name.endswith(FILENAME):
+        raise S3RpcError(
+            ErrorCode.INVALID_REQUEST,
+            f"field 'pathname': '{FILENAME}' may appear once, at the end (e.g. "
+            f"'avatars/{FILENAME}' or 'avatars/42-{FILENAME}')",
+        )
+    if not folder:
+        raise S3RpcError(
+            ErrorCode.INVALID_REQUEST,
+            f"field 'pathname': '{FILENAME}' needs a folder (e.g. 'avatars/{FILENAME}'): the "
+            "form may write any key below it, and at the top that is the whole bucket",
+        )
+    return bucket.key(pathname)
+
+
 @method("s3.GetUploadPost", UploadPostParams)
 async def get_upload_post(
     manager: BucketManager, bucket: Bucket, params: UploadPostParams
 ) -> UploadPostResult:
     """A presigned POST form: S3 refuses a file larger than ``max_size`` bytes, another key,
-    and another Content-Type or ACL than the signed ones."""
-    key = bucket.key(params.pathname)
+    and another Content-Type or ACL than the signed ones. With ``allow_filename`` and a
+    pathname ending in ``${filename}``, any key below the pathname's folder (see
+    :func:`_post_key`)."""
+    key = _post_key(bucket, params)
     content_type, acl = _upload_terms(bucket, params)
     fields: dict[str, str] = {"Content-Type": content_type}
     conditions: list[Any] = [
