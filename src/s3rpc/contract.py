@@ -22,6 +22,10 @@ class Method:
     #: Calls of ``in_order`` methods (upload sessions) on one connection run one at a time, in
     #: the order their frames arrived, whatever their decoding takes.
     in_order: bool = False
+    #: The most array items and map entries its params may hold, all levels together (the
+    #: codec refuses a body with more before decoding it); None: the codec's default, enough
+    #: for params without long lists.
+    max_items: int | None = None
 
 
 MethodTable = Mapping[str, Method]

@@ -6,6 +6,7 @@ import base64
 import mmap
 import os
 import re
+from pathlib import Path
 
 import msgpack
 import orjson
@@ -419,3 +420,154 @@ def test_an_escaped_slash_across_a_step_boundary_is_unescaped_whole() -> None:
     assert isinstance(value["content"], Base64InPlace)
     expected = base64.b64decode(text.replace(b"\\/", b"/"))
     assert JSON.to_bytes(value["content"], "content") == expected
+
+
+# --- decoding limits: measure() before decode() ----------------------------------------------
+
+_TEXT = st.text(alphabet=st.characters(codec="utf-8"), max_size=40)
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats() | _TEXT,
+    lambda inner: st.lists(inner, max_size=8) | st.dictionaries(_TEXT, inner, max_size=8),
+    max_leaves=60,
+)
+
+
+@given(value=_VALUES)
+@settings(max_examples=60, deadline=None)
+def test_measure_bounds_what_msgpack_decoding_allocates(value: object) -> None:
+    # Counted allocations; msgpack allocates nothing but the objects it builds. (orjson's
+    # parser reserves far more than it touches, so JSON is measured by RSS below.)
+    import tracemalloc
+
+    body = MSGPACK.encode(value)
+    tracemalloc.start()
+    try:
+        decoded = MSGPACK.decode(body)
+        peak = tracemalloc.get_traced_memory()[1]
+        del decoded
+    finally:
+        tracemalloc.stop()
+    assert peak <= MSGPACK.measure(body) + 1024
+
+
+_RSS_PROBE = """
+import sys
+from s3rpc.goridge.codec import JSON, MSGPACK
+
+def peak_kib():  # VmHWM: the peak RSS since the last reset
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+
+codec = {"json": JSON, "msgpack": MSGPACK}[sys.argv[1]]
+with open(sys.argv[2], "rb") as fh:
+    body = fh.read()
+codec.decode(codec.encode([[], {}, "x"]))
+cost = codec.measure(body, max_items=200_000)
+with open("/proc/self/clear_refs", "w") as fh:
+    fh.write("5")  # reset VmHWM to the current RSS
+before = peak_kib()
+value = codec.decode(body)
+print((peak_kib() - before) * 1024, cost)
+"""
+_SHAPES = {
+    "empty-lists": lambda n: [[]] * n,
+    "empty-maps": lambda n: [{}] * n,
+    "many-keys": lambda n: {f"k{i}": [] for i in range(n)},
+    "small-maps": lambda n: [{"": None}] * (n // 2),
+    "astral-strings": lambda n: ["\U0001f600" + "a" * 200] * (n // 10),
+    "short-strings": lambda n: ["ab"] * n,
+    "numbers": lambda n: [2**40] * n,
+}
+
+
+@pytest.mark.parametrize("codec", [JSON, MSGPACK], ids=["json", "msgpack"])
+@pytest.mark.parametrize("shape", sorted(_SHAPES))
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="Linux /proc only")
+def test_measure_bounds_the_rss_of_the_worst_shapes(
+    codec: Codec, shape: str, tmp_path: Path
+) -> None:
+    # 200,000 items (more than any method allows, for a clear signal), decoded in a fresh
+    # interpreter that only ever held the body: its peak RSS growth must stay within what
+    # measure() promised.
+    import subprocess
+    import sys
+
+    path = tmp_path / "body"
+    path.write_bytes(codec.encode(_SHAPES[shape](200_000)))
+    done = subprocess.run(
+        [sys.executable, "-c", _RSS_PROBE, codec.name, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    grown, cost = map(int, done.stdout.split())
+    assert grown <= cost, f"decoding grew RSS by {grown} bytes, measure() said {cost}"
+    assert cost < 16 * grown + (4 << 20), f"measure() said {cost}, decoding took {grown}"
+
+
+@pytest.mark.parametrize(
+    ("codec", "body"),
+    [
+        (MSGPACK, b"\x81\xa9pathnames\xdd" + (1 << 24).to_bytes(4, "big") + b"\x90" * (1 << 24)),
+        # A map32 that only claims 4 G entries (past the quick bounds' 16 KiB).
+        (MSGPACK, b"\xdf\xff\xff\xff\xff" + b"\xc0" * 20_000),
+        (JSON, b'{"pathnames":[' + b",".join([b"[]"] * (1 << 20)) + b"]}"),
+        (JSON, b"[" + b"1," * 5000 + b"1]"),
+    ],
+    ids=["msgpack-array32", "msgpack-claimed-map", "json-empty-arrays", "json-numbers"],
+)
+def test_too_many_items_are_refused_by_the_scan(codec: Codec, body: bytes) -> None:
+    with pytest.raises(CodecError, match=r"more than 4096 array items and map entries"):
+        codec.measure(body)
+
+
+def test_a_method_may_allow_more_items() -> None:
+    body = orjson.dumps({"pathnames": ["a"] * 10_000})
+    with pytest.raises(CodecError):
+        JSON.measure(body)
+    assert JSON.measure(body, max_items=10_064) > 0
+    assert MSGPACK.measure(msgpack.packb({"pathnames": ["a"] * 10_000}), max_items=10_064) > 0
+
+
+@pytest.mark.parametrize("codec", [JSON, MSGPACK], ids=["json", "msgpack"])
+def test_nesting_deeper_than_the_limit_is_refused(codec: Codec) -> None:
+    value: list[object] = []
+    for _ in range(16):
+        value = [value]
+    with pytest.raises(CodecError, match="nest containers more than 16 deep"):
+        codec.measure(codec.encode(value))
+    codec.measure(codec.encode(value[0]))  # 16 deep is fine
+
+
+@pytest.mark.parametrize("codec", [JSON, MSGPACK], ids=["json", "msgpack"])
+def test_a_long_string_costs_more_outside_the_bytes_fields(codec: Codec) -> None:
+    # Object bytes cost what the codec's bytes path costs; any other string its worst case as
+    # a Python str (4 bytes a character); a nested "content" is not a bytes field.
+    content = b"x" * (600 * 1024)
+    carried = base64.b64encode(content).decode() if codec is JSON else content
+    body = codec.encode({"pathname": "a.txt", "content": carried})
+    as_bytes = codec.measure(body, frozenset({"content"}))
+    as_text = codec.measure(body)
+    assert len(content) <= as_bytes < as_text
+    assert as_text >= 4 * len(content)
+    nested = codec.encode({"meta": {"content": carried}})
+    assert codec.measure(nested, frozenset({"content"})) >= 4 * len(content)
+
+
+@pytest.mark.parametrize("codec", [JSON, MSGPACK], ids=["json", "msgpack"])
+@pytest.mark.parametrize("shape", sorted(_SHAPES))
+def test_the_quick_bounds_of_small_bodies_hold(codec: Codec, shape: str) -> None:
+    # Bodies up to 16 KiB are measured by counts at C speed; the worst shapes at that size.
+    import tracemalloc
+
+    body = codec.encode(_SHAPES[shape](15))
+    assert len(body) <= 16 * 1024
+    tracemalloc.start()
+    try:
+        decoded = codec.decode(body)
+        peak = tracemalloc.get_traced_memory()[1]
+        del decoded
+    finally:
+        tracemalloc.stop()
+    assert peak <= codec.measure(body)

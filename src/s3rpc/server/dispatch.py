@@ -38,6 +38,19 @@ def decode_body(
     return {k if isinstance(k, str) else str(k): v for k, v in value.items()}
 
 
+def measure_body(codec: Codec, method: Method, body: bytes | memoryview) -> int:
+    """The most memory decoding ``body`` for ``method`` can take besides the body itself;
+    INVALID_REQUEST when its structure is beyond the decoding limits (nothing is decoded)."""
+    if len(body) == 0:
+        return 0
+    try:
+        if method.max_items is None:
+            return codec.measure(body, method.bytes_fields)
+        return codec.measure(body, method.bytes_fields, method.max_items)
+    except CodecError as exc:
+        raise S3RpcError(ErrorCode.INVALID_REQUEST, str(exc)) from None
+
+
 async def bytes_fields(codec: Codec, method: Method, params: dict[str, Any]) -> dict[str, Any]:
     """Convert the method's object-bytes fields in place, a step at a time, yielding to the
     event loop between steps."""

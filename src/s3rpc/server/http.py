@@ -2,21 +2,30 @@
 
 It knows nothing of S3 or metrics: a route is a path mapped to a coroutine returning
 ``(status, content_type, body)``. The request head is bounded in size and time, so a slow or
-broken client cannot hold a connection; every answer ends with ``Connection: close``.
+broken client cannot hold a connection; every answer ends with ``Connection: close``. At most
+:data:`MAX_CONNECTIONS` connections are served at once; one more is reset as soon as it is
+accepted, so idle or slow clients cannot take the descriptors the RPC port and S3 need.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
+
+from s3rpc.server.logger import CachedLogger
 
 Handler = Callable[[], Awaitable[tuple[int, str, bytes]]]
 
 MAX_HEAD_BYTES = 8192
 HEAD_TIMEOUT = 5.0
 WRITE_TIMEOUT = 10.0
+#: Connections one endpoint serves at once (probes and scrapers ask one thing and go).
+MAX_CONNECTIONS = 64
+_REFUSAL_LOG_INTERVAL = 5.0
+log = CachedLogger("s3rpc.http")
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -34,17 +43,25 @@ def _join_address(host: str, port: int) -> str:
 class HttpEndpoint:
     """Serves ``routes`` (exact paths, query string ignored) over plain HTTP/1.1."""
 
-    def __init__(self, routes: Mapping[str, Handler]) -> None:
+    def __init__(
+        self, routes: Mapping[str, Handler], max_connections: int = MAX_CONNECTIONS
+    ) -> None:
         self._routes = dict(routes)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.max_connections = max_connections
+        self.open_connections = 0
+        self.refused_connections = 0
+        self._last_refusal_log = 0.0
+        self._address = ""
 
     async def start(self, address: str) -> str:
         """Listen on ``host:port`` (port 0 picks a free one); returns the bound ``host:port``."""
         host, port = split_address(address)
         self._server = await asyncio.start_server(self._on_connection, host, port)
         bound = self._server.sockets[0].getsockname()
-        return _join_address(str(bound[0]), int(bound[1]))
+        self._address = _join_address(str(bound[0]), int(bound[1]))
+        return self._address
 
     async def stop(self) -> None:
         """Stop listening and drop connections still being answered."""
@@ -62,6 +79,10 @@ class HttpEndpoint:
     async def _on_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
+        if self.open_connections >= self.max_connections:
+            self._refuse(writer)
+            return
+        self.open_connections += 1
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
@@ -70,11 +91,25 @@ class HttpEndpoint:
         except (TimeoutError, OSError, asyncio.IncompleteReadError):
             pass
         finally:
+            self.open_connections -= 1
             if task is not None:
                 self._tasks.discard(task)
             writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), timeout=1.0)
+
+    def _refuse(self, writer: asyncio.StreamWriter) -> None:
+        self.refused_connections += 1
+        writer.transport.abort()
+        now = time.monotonic()
+        if now - self._last_refusal_log >= _REFUSAL_LOG_INTERVAL:
+            self._last_refusal_log = now
+            log.warning(
+                "http_connection_refused",
+                address=self._address,
+                reason=f"{self.max_connections} connections are being served",
+                refused_total=self.refused_connections,
+            )
 
     async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await self._read_head(reader)

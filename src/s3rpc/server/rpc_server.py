@@ -4,10 +4,14 @@ Each connection has one reader task that turns bytes into frames (the sans-IO de
 task per call. Before a call starts it must get one of ``max_inflight_per_connection`` slots,
 its connection must have at most ``max_unsent_bytes`` of answers waiting in the socket buffer,
 and its payload must fit the daemon-wide :class:`~s3rpc.budget.ByteBudget`; until then the
-reader stops reading, so TCP backpressure reaches the client. A call's budget is released when
+reader stops reading, so TCP backpressure reaches the client (a frame waiting for a slot is
+*parked* in the budget, see :mod:`s3rpc.budget`). Before a body is decoded, the codec's scan
+(:meth:`~s3rpc.goridge.Codec.measure`) refuses it when it is beyond the decoding limits, and
+the call reserves the worst case of what decoding can build. A call's budget is released when
 its answer has left the socket buffer.
 
-A framing violation, an incomplete frame older than ``read_timeout``, answers that do not move
+A framing violation, an incomplete frame older than ``read_timeout`` (time the reader spent
+waiting for budget or a slot does not count), answers that do not move
 for ``write_timeout`` or (optionally) ``idle_timeout`` close only that connection. When the
 peer goes away (reset, failed write) its queued and running calls are cancelled; a half-close
 still gets every answer.
@@ -55,7 +59,13 @@ from s3rpc.goridge import (
 )
 from s3rpc.goridge.rpc import encode_error, encode_response
 from s3rpc.metrics import Metrics
-from s3rpc.server.dispatch import bytes_fields, decode_body, encode_result, resolve
+from s3rpc.server.dispatch import (
+    bytes_fields,
+    decode_body,
+    encode_result,
+    measure_body,
+    resolve,
+)
 from s3rpc.server.logger import CachedLogger
 
 READ_CHUNK = 256 * 1024
@@ -157,11 +167,13 @@ class Connection:
                     if not incoming.held:
                         incoming.force(len(frame.payload))
                     ledger, incoming = incoming, Ledger(self.state.budget)
+                    paused = time.monotonic()
                     try:
-                        admitted = await self._admit()
+                        admitted = await self._admit(ledger)
                     except BaseException:
                         ledger.release()
                         raise
+                    frame_started = _paused_for(frame_started, paused)
                     if not admitted:
                         ledger.release()
                         if self.lost:
@@ -177,16 +189,14 @@ class Connection:
                 size = decoder.frame_length
                 # Reserve a large payload before receiving it, not after: the frame and what
                 # the codec decodes from it exist side by side for a moment.
-                if (
-                    size > READ_CHUNK
-                    and not incoming.held
-                    and not self.draining
-                    and not await self._unless_stopped(
+                if size > READ_CHUNK and not incoming.held and not self.draining:
+                    paused = time.monotonic()
+                    reserved = await self._unless_stopped(
                         incoming.acquire(int(size * _decoding_overhead(decoder.frame_flags)))
                     )
-                    and self.lost
-                ):
-                    return
+                    if not reserved and self.lost:
+                        return
+                    frame_started = _paused_for(frame_started, paused)
         except ProtocolError as exc:
             oversized: dict[str, Any] = {}
             if exc.declared is not None:
@@ -259,19 +269,25 @@ class Connection:
             except TimeoutError:
                 continue
 
-    async def _admit(self) -> bool:
-        """Wait until this connection may start one more call; False if draining or lost."""
+    async def _admit(self, ledger: Ledger) -> bool:
+        """Wait until this connection may start one more call; False if draining or lost.
+
+        The frame's ``ledger`` is parked while it really waits (see :mod:`s3rpc.budget`)."""
         while True:
             if self.stop.is_set():
                 return False
             if self._unsent() > self.config.max_unsent_bytes:
-                if not await self._unless_stopped(self._flush()):
+                with ledger.parked():
+                    flushed = await self._unless_stopped(self._flush())
+                if not flushed:
                     return False
                 continue
             if not self.slots.locked():
                 await self.slots.acquire()  # does not suspend
                 return True
-            if await self._unless_stopped(self.slots.acquire()):
+            with ledger.parked():
+                got = await self._unless_stopped(self.slots.acquire())
+            if got:
                 if self.stop.is_set():
                     self.slots.release()
                     return False
@@ -372,6 +388,13 @@ class Connection:
         try:
             codec, method = resolve(self.table, request)
             ledger.scale = codec.encoding_overhead
+            # Reserve the worst case of what decoding can build before building it (a large
+            # frame reserved most of it from its header already).
+            extra = size_in + measure_body(codec, method, request.body) - ledger.held
+            if 0 < extra <= READ_CHUNK:
+                ledger.force(extra)  # like a small frame: counted, never waited for
+            elif extra > 0 and not ledger.try_acquire(extra):
+                await ledger.acquire(extra)
             fields = decode_body(codec, request.body, method.bytes_fields)
             if size_in > READ_CHUNK:
                 # A large payload is decoded: let it go before object bytes are converted.
@@ -382,7 +405,10 @@ class Connection:
             if turn is None:
                 result = await method.handler(params)
             else:
-                await turn.wait()
+                # Waiting for its turn while holding budget: parked, so a predecessor that
+                # still waits for budget is never deadlocked behind it (see s3rpc.budget).
+                with ledger.parked():
+                    await turn.wait()
                 try:
                     result = await method.handler(params)
                 finally:
@@ -770,6 +796,14 @@ class _Turn:
     def finish(self) -> None:
         if not self.done.done():
             self.done.set_result(None)
+
+
+def _paused_for(frame_started: float | None, paused: float) -> float | None:
+    """The read timer of a frame, stopped while the reader waited (budget, a slot) since
+    ``paused``: a client waiting for the daemon is not a slow client."""
+    if frame_started is None:
+        return None
+    return frame_started + max(0.0, time.monotonic() - max(paused, frame_started))
 
 
 def _decoding_overhead(flags: int) -> float:

@@ -16,7 +16,9 @@ This is how PHP hands over a big object without it ever entering PHP's memory or
 - WriteFromFile reads the file part by part (``concurrency`` parts of ``part_size`` in flight,
   each read in a worker thread) and uploads them with the one multipart engine; a file no
   larger than one part is a single PutObject. Memory: ``concurrency * part_size``, never the
-  file's size.
+  file's size, and fewer parts at once when that would not fit ``rpc.max_inflight_bytes`` (one
+  part at least: a 2 TiB file needs parts of 220 MB to stay within 10,000 parts). A file over
+  S3's 5 TiB limit is refused unread (OBJECT_TOO_LARGE).
 - ReadToFile streams the object's body into a temporary file next to the destination (1 MiB
   at a time, one chunk written while the next arrives), fsyncs it and renames it into place;
   on any failure, deadline or cancellation (also one that comes while the temporary file is
@@ -40,7 +42,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from s3rpc.budget import reserve
+from s3rpc.budget import budget_limit, reserve
 from s3rpc.errors import ErrorCode, S3RpcError
 from s3rpc.storage.buckets import Bucket, BucketManager
 from s3rpc.storage.mime import SNIFF_BYTES
@@ -52,9 +54,11 @@ from s3rpc.storage.models import (
     shown,
 )
 from s3rpc.storage.multipart import (
+    MAX_OBJECT_SIZE,
     Multipart,
     PartReader,
     choose_part_size,
+    parts_in_flight,
     read_exactly,
     run_workers,
 )
@@ -494,15 +498,22 @@ async def write_from_file(
     files = _Blocking()
     fd, size = await _opened_source(files, manager.local_paths, params.source_path)
     try:
+        if size > MAX_OBJECT_SIZE:
+            raise S3RpcError(
+                ErrorCode.OBJECT_TOO_LARGE,
+                f"source_path '{shown(params.source_path)}' is {size} bytes; S3 stores objects "
+                f"of at most 5 TiB ({MAX_OBJECT_SIZE} bytes)",
+            )
         part_size = choose_part_size(bucket, size)
         single = size <= part_size
+        if single:
+            await reserve(size, answered=False)  # before it is read, not after
         # A single-part file is read whole (at most part_size); else only its head, to sniff.
         head = await files.run(_pread_exactly, fd, size if single else SNIFF_BYTES, 0)
         extra = write_args(bucket, params, params.pathname, head[:SNIFF_BYTES])
         what = f"write {named(params.pathname, bucket)}"
         with s3_errors(what, physical_bucket=bucket.physical):
             if single:
-                await reserve(size)
                 response = await bucket.client.put_object(
                     Bucket=bucket.physical, Key=key, Body=head, **extra
                 )
@@ -534,9 +545,9 @@ async def _upload_parts(
     extra: dict[str, Any],
 ) -> Any:
     count = -(-size // part_size)
-    workers = min(bucket.config.concurrency, count)
+    workers = parts_in_flight(bucket.config.concurrency, count, part_size, budget_limit())
     # Each worker holds one part at a time: that is all the memory this upload takes.
-    await reserve(workers * part_size)
+    await reserve(workers * part_size, answered=False)
     parts: Iterator[tuple[int, int]] = enumerate(range(0, size, part_size), start=1)
     async with Multipart(manager.uploads, bucket.client, bucket.physical, key, extra) as upload:
 

@@ -147,6 +147,9 @@ class Params(BaseModel):
 
     #: Keys accepted besides the model's fields (RegisterBucket's bucket fields).
     extra_keys: ClassVar[frozenset[str]] = frozenset()
+    #: Array items and map entries the params may hold in all (checked before they are
+    #: decoded); None: the RPC codec's default, for params without long lists.
+    max_items: ClassVar[int | None] = None
 
     @model_validator(mode="before")
     @classmethod
@@ -634,6 +637,8 @@ class DeleteManyParams(BucketParams):
     """Each pathname is checked on its own: a bad one is reported in ``errors``, not raised."""
 
     pathnames: Annotated[list[str], BeforeValidator(_at_most_pathnames)]
+
+    max_items: ClassVar[int | None] = MAX_DELETE_PATHNAMES + 64
 
 
 class DeleteDirectoryParams(BucketParams):

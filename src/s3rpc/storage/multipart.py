@@ -30,11 +30,23 @@ log = structlog.get_logger(__name__)
 GIB = 1024**3
 
 MAX_PARTS = 10_000
+#: S3's largest object: 5 TiB.
+MAX_OBJECT_SIZE = 5 * 1024**4
 
 
 def choose_part_size(bucket: Bucket, size: int) -> int:
     # Grow parts so that the upload stays within S3's 10,000-part limit.
     return max(bucket.config.part_size, -(-size // MAX_PARTS))
+
+
+def parts_in_flight(concurrency: int, count: int, part_size: int, budget: int | None) -> int:
+    """How many parts of ``part_size`` to hold at once: the bucket's ``concurrency``, fewer when
+    that many would not fit the daemon's byte ``budget`` (at least one: S3's 10,000-part limit
+    decides how large a part must be)."""
+    workers = min(concurrency, count)
+    if budget is not None:
+        workers = min(workers, budget // part_size)
+    return max(1, workers)
 
 
 async def run_workers(count: int, worker: Callable[[], Awaitable[None]]) -> None:

@@ -100,6 +100,7 @@ def build_methods(manager: BucketManager, metrics: Metrics | None = None) -> dic
             handler=_wrap(manager, spec, metrics),
             bytes_fields=binary_fields(spec.params),
             in_order=issubclass(spec.params, UploadIdParams),
+            max_items=spec.params.max_items,
         )
         for name, spec in sorted(declared().items())
     }
