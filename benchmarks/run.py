@@ -3,7 +3,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/run.py                    # full run: 5 repetitions, ~4 min
+    .venv/bin/python benchmarks/run.py                    # full run: 5 repetitions, ~5 min
     .venv/bin/python benchmarks/run.py --quick            # CI smoke, under 60 s
     .venv/bin/python benchmarks/run.py --json out.json    # also save every number as JSON
 
@@ -11,10 +11,12 @@ Processes: the S3 backend (s3rver, installed with npm into ``$TMPDIR/s3rpc-s3rve
 is present, else moto), the daemon (``python -m s3rpc serve`` with default logging), a bare
 uvloop Goridge echo server (``benchmarks/echo_server.py``), the load generator
 (``benchmarks/loadgen.c`` compiled with ``cc -O2`` into a temp dir, else the multi-process
-``benchmarks/pyloadgen.py``) and this process, which runs the peers (aioboto3 on uvloop, boto3)
-and reads every process's CPU time from ``/proc``. Each figure alternates the two sides within
-each repetition (daemon, peer, daemon, peer, ...) and reports the median over the repetitions
-with its spread (min-max), beside its goal: ``met`` or ``NOT MET``.
+``benchmarks/pyloadgen.py``), this process, which runs the peers (aioboto3 on uvloop, boto3)
+and reads every process's CPU time from ``/proc``, and, when ``go`` and aws-sdk-go-v2 are
+installed, the Go anchor (``benchmarks/anchors/go``, built once by ``benchmarks/goanchor.py``),
+a time-bounded process per repetition that reports its own CPU. Each figure alternates the sides
+within each repetition (daemon, peer[, Go], daemon, peer[, Go], ...) and reports the median over
+the repetitions with its spread (min-max), beside its goal: ``met`` or ``NOT MET``.
 
 Exit status: 0 when every measurement ran without errors (a goal that is not met does not change
 it), 1 otherwise (an error, a process that did not start, the watchdog), 2 for bad usage.
