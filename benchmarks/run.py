@@ -3,7 +3,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/run.py                    # full run: 5 repetitions, ~4 min
+    .venv/bin/python benchmarks/run.py                    # full run: 5 repetitions, ~5 min
     .venv/bin/python benchmarks/run.py --quick            # CI smoke, under 60 s
     .venv/bin/python benchmarks/run.py --json out.json    # also save every number as JSON
 
@@ -11,10 +11,12 @@ Processes: the S3 backend (s3rver, installed with npm into ``$TMPDIR/s3rpc-s3rve
 is present, else moto), the daemon (``python -m s3rpc serve`` with default logging), a bare
 uvloop Goridge echo server (``benchmarks/echo_server.py``), the load generator
 (``benchmarks/loadgen.c`` compiled with ``cc -O2`` into a temp dir, else the multi-process
-``benchmarks/pyloadgen.py``) and this process, which runs the peers (aioboto3 on uvloop, boto3)
-and reads every process's CPU time from ``/proc``. Each figure alternates the two sides within
-each repetition (daemon, peer, daemon, peer, ...) and reports the median over the repetitions
-with its spread (min-max), beside its goal: ``met`` or ``NOT MET``.
+``benchmarks/pyloadgen.py``), this process, which runs the peers (aioboto3 on uvloop, boto3)
+and reads every process's CPU time from ``/proc``, and, when ``go`` and aws-sdk-go-v2 are
+installed, the Go anchor (``benchmarks/anchors/go``, built once by ``benchmarks/goanchor.py``),
+a time-bounded process per repetition that reports its own CPU. Each figure alternates the sides
+within each repetition (daemon, peer[, Go], daemon, peer[, Go], ...) and reports the median over
+the repetitions with its spread (min-max), beside its goal: ``met`` or ``NOT MET``.
 
 Exit status: 0 when every measurement ran without errors (a goal that is not met does not change
 it), 1 otherwise (an error, a process that did not start, the watchdog), 2 for bad usage.
@@ -68,6 +70,7 @@ from common import (  # noqa: E402  (benchmarks/common.py: helpers shared by the
     storage_server,
     table,
 )
+from goanchor import GoAnchor, go_anchor  # noqa: E402  (benchmarks/goanchor.py: the Go anchor)
 
 from s3rpc.contract import Method  # noqa: E402
 from s3rpc.goridge import NEED_DATA, Frame, FrameDecoder, parse_request  # noqa: E402
@@ -193,6 +196,7 @@ class Results:
     loadgen: str = ""
     codec: str = ""
     daemon_logs: str = ""
+    go_anchor: str = ""
     versions: dict[str, str] = field(default_factory=dict)
     lines: list[Line] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
@@ -434,6 +438,7 @@ class Env:
     meter: Meter
     s3: Any = None  # the aioboto3 peer client
     deadline: float = 0.0
+    go: GoAnchor | None = None  # the Go anchor, when go and aws-sdk-go-v2 were found
 
 
 async def run_loadgen(
@@ -542,6 +547,88 @@ async def measure_peer(
     return sample
 
 
+GO_SIDE = "Go SDK"
+#: The goal of issue 16: s3rpc's CPU per S3 operation at most this multiple of the Go SDK's.
+GO_CPU_GOAL = 1.5
+
+
+async def measure_go(
+    env: Env,
+    figure: str,
+    rep: int,
+    op: str,
+    seconds: float,
+    *,
+    keys: int,
+    prefix: str,
+    concurrency: int,
+) -> Sample:
+    """The Go anchor doing ``op`` for ``seconds`` in its own process, after its own warm-up;
+    CPU per call is that process's (getrusage over the timed part), as it reports it."""
+    assert env.go is not None
+    s = env.storage
+    proc = await asyncio.create_subprocess_exec(
+        str(env.go.binary),
+        f"-endpoint={s.endpoint}",
+        f"-region={REGION}",
+        f"-bucket={env.bucket}",
+        f"-op={op}",
+        f"-prefix={prefix}",
+        f"-keys={keys}",
+        f"-size={KIB}",
+        f"-concurrency={concurrency}",
+        f"-duration={seconds}s",
+        f"-warmup={min(env.profile.warmup_seconds, 0.5)}s",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "AWS_ACCESS_KEY_ID": s.key, "AWS_SECRET_ACCESS_KEY": s.secret},
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), seconds + 60)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise RuntimeError(f"{figure} [{GO_SIDE}]: the Go anchor did not finish") from None
+    try:
+        found = json.loads(out.decode().strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        raise RuntimeError(
+            f"{figure} [{GO_SIDE}]: the Go anchor failed ({proc.returncode}): {err.decode()[-500:]}"
+        ) from None
+    if found["errors"]:
+        env.results.failures.append(f"{figure} [{GO_SIDE}]: {found.get('first_error', '')[:300]}")
+    sample = Sample(
+        figure=figure,
+        side=GO_SIDE,
+        rep=rep,
+        calls=int(found["calls"]),
+        seconds=round(found["wall_s"], 3),
+        calls_per_s=round(found["ops_per_s"], 1),
+        cpu_ms_per_call={"go": round(found["cpu_us_per_op"] / 1000, 4)},
+        errors=int(found["errors"]),
+    )
+    if rep >= 0:
+        env.results.samples.append(sample)
+    return sample
+
+
+def go_line(figure: str, ours_ms: list[float], go_ms: list[float], goal: bool) -> Line:
+    """s3rpc's daemon CPU per call as a multiple of the Go anchor's, per repetition."""
+    ratios = [mine / theirs for mine, theirs in zip(ours_ms, go_ms, strict=True) if theirs > 0]
+    ratio, lo, hi = spread_of(ratios)
+    unit, scale, digits = ("us", 1000, 0) if figure.startswith("s3.GetPublicURL") else ("ms", 1, 3)
+    return Line(
+        figure=f"{figure}, CPU/op vs Go SDK (daemon vs Go process)",
+        peer=f"{GO_SIDE} {scale * statistics.median(go_ms):,.{digits}f} {unit}",
+        s3rpc=f"{scale * statistics.median(ours_ms):,.{digits}f} {unit}",
+        value=round(ratio, 3),
+        spread=(round(lo, 3), round(hi, 3)),
+        shown=f"{ratio:.2f}x ({lo:.2f}-{hi:.2f})",
+        goal=f"<= {GO_CPU_GOAL:g}x" if goal else "-",
+        met=ratio <= GO_CPU_GOAL if goal else None,
+    )
+
+
 def spread_of(values: list[float]) -> tuple[float, float, float]:
     return statistics.median(values), min(values), max(values)
 
@@ -571,8 +658,11 @@ async def s3_figure(
     peer_op: Callable[[int], Awaitable[None]],
     ratio_goal: float,
     cpu_goal_ms: float | None,
+    go_op: str,
+    go_prefix: str,
 ) -> None:
-    """16 clients through the daemon vs the same requests straight from aioboto3."""
+    """16 clients through the daemon vs the same requests straight from aioboto3 and, when it
+    is built, from the Go anchor (``go_op`` on the keys ``go_prefix`` + ``%05d``)."""
     p = env.profile
     frames = frames_file(
         env.tmp / f"{method}.frames", env.codec, [(method, params(i)) for i in range(p.keys)]
@@ -589,11 +679,22 @@ async def s3_figure(
     await daemon_side(-1, p.warmup_seconds)
     await peer_side(-1, p.warmup_seconds)
     ratios, deltas, ours, theirs, our_cpu, their_cpu = [], [], [], [], [], []
+    go_ours, go_theirs, go_rates = [], [], []
     for rep in range(p.reps):
         mine = await daemon_side(rep, p.s3_seconds)
         progress(mine)
         peer = await peer_side(rep, p.s3_seconds)
         progress(peer)
+        if env.go is not None:
+            go = await measure_go(
+                env, figure, rep, go_op, p.s3_seconds,
+                keys=p.keys, prefix=go_prefix, concurrency=CLIENTS,
+            )  # fmt: skip
+            progress(go)
+            if mine.calls and go.calls:
+                go_ours.append(mine.cpu_ms_per_call["daemon"])
+                go_theirs.append(go.cpu_ms_per_call["go"])
+                go_rates.append(go.calls_per_s)
         if mine.calls and peer.calls:
             ratios.append(mine.calls_per_s / peer.calls_per_s)
             deltas.append(mine.cpu_ms_per_call["daemon"] - peer.cpu_ms_per_call["this"])
@@ -630,6 +731,12 @@ async def s3_figure(
             met=(delta <= cpu_goal_ms) if cpu_goal_ms is not None else None,
         )
     )
+    if go_ours:
+        env.results.lines.append(go_line(figure, go_ours, go_theirs, goal=True))
+        env.results.notes.append(
+            f"{figure}: Go SDK {statistics.median(go_rates):,.0f} ops/s with {CLIENTS} goroutines "
+            f"(s3rpc {statistics.median(ours):,.0f}, aioboto3 {statistics.median(theirs):,.0f})"
+        )
 
 
 async def s3_figures(env: Env) -> None:
@@ -694,22 +801,20 @@ async def s3_figures(env: Env) -> None:
         def write_params(i: int) -> dict[str, Any]:
             return {"pathname": f"w/{i % p.keys:05d}", "content": content}
 
+        # (figure, peer, method, params, peer op, ratio goal, CPU goal, Go op, Go keys' prefix)
         figures: list[tuple[Any, ...]] = [
-            ("s3.Read 1 KiB", "aioboto3 get_object", "s3.Read", by_key, get, 0.97, 0.03),
-            ("s3.Exists", "aioboto3 head_object", "s3.Exists", by_key, head, 0.97, 0.03),
-            (
-                "s3.Write 1 KiB",
-                "aioboto3 put_object",
-                "s3.Write",
-                write_params,
-                put_small,
-                0.95,
-                None,
-            ),
-        ]
-        for figure, peer, method, params, op, ratio_goal, cpu_goal in figures:
+            ("s3.Read 1 KiB", "aioboto3 get_object", "s3.Read", by_key, get, 0.97, 0.03,
+             "read", "r/"),
+            ("s3.Exists", "aioboto3 head_object", "s3.Exists", by_key, head, 0.97, 0.03,
+             "exists", "r/"),
+            ("s3.Write 1 KiB", "aioboto3 put_object", "s3.Write", write_params, put_small, 0.95,
+             None, "write", "w/"),
+        ]  # fmt: skip
+        for figure, peer, method, params, op, ratio_goal, cpu_goal, go_op, go_prefix in figures:
             print(f"{figure} ...", flush=True)
-            await s3_figure(env, figure, peer, method, params, op, ratio_goal, cpu_goal)
+            await s3_figure(
+                env, figure, peer, method, params, op, ratio_goal, cpu_goal, go_op, go_prefix
+            )
         await presign_figure(env)
 
 
@@ -777,7 +882,7 @@ async def presign_figure(env: Env) -> None:
         env, figure, "s3rpc", -1, env.daemon_port, frames(-1), CLIENTS, 1, p.warmup_seconds
     )
     peer_side(-1, max(50, p.presign_peer_calls // 10))
-    ours, theirs = [], []
+    ours, theirs, go_ours, go_theirs = [], [], [], []
     for rep in range(p.reps):
         mine = await measure_rpc(
             env, figure, "s3rpc", rep, env.daemon_port, frames(rep), CLIENTS, 1, p.presign_seconds
@@ -787,6 +892,16 @@ async def presign_figure(env: Env) -> None:
         progress(peer)
         ours.append(1000 * mine.cpu_ms_per_call["daemon"])
         theirs.append(1000 * peer.cpu_ms_per_call["this"])
+        if env.go is not None:
+            # One goroutine, a new key every call, like the boto3 side.
+            go = await measure_go(
+                env, figure, rep, "presign", p.presign_seconds,
+                keys=0, prefix=f"p/go/{rep}/", concurrency=1,
+            )  # fmt: skip
+            progress(go)
+            if go.calls:
+                go_ours.append(mine.cpu_ms_per_call["daemon"])
+                go_theirs.append(go.cpu_ms_per_call["go"])
     value, lo, hi = spread_of(ours)
     peer_us = statistics.median(theirs)
     env.results.lines.append(
@@ -801,6 +916,9 @@ async def presign_figure(env: Env) -> None:
             met=value <= 60,
         )
     )
+    if go_ours:
+        # No S3 request is made, so issue 16's goal per S3 operation is not applied here.
+        env.results.lines.append(go_line(figure, go_ours, go_theirs, goal=False))
 
 
 async def rpc_figure(env: Env) -> None:
@@ -995,7 +1113,9 @@ def versions() -> dict[str, str]:
     return found
 
 
-def run_figures(args: argparse.Namespace, profile: Profile, results: Results) -> None:
+def run_figures(
+    args: argparse.Namespace, profile: Profile, results: Results, go: GoAnchor | None
+) -> None:
     logs: Any = {} if args.log_level is None else {"level": args.log_level}
     results.daemon_logs = (
         "defaults (per-call lines, stdout to a file)" if args.log_level is None else args.log_level
@@ -1007,6 +1127,8 @@ def run_figures(args: argparse.Namespace, profile: Profile, results: Results) ->
         results.versions = versions()
         if storage.name != "s3rver":
             results.versions.pop("s3rver", None)
+        if go is not None:
+            results.versions.update({"go": go.go, "aws-sdk-go-v2": go.sdk})
         loadgen_cmd, results.loadgen = build_loadgen(tmp, args.loadgen)
         bucket = create_bucket(storage.endpoint, storage.key, storage.secret, prefix="bench")
         print(f"backend {storage.name} at {storage.endpoint}; load generator {results.loadgen}")
@@ -1026,12 +1148,15 @@ def run_figures(args: argparse.Namespace, profile: Profile, results: Results) ->
                     daemon_port=port,
                     loadgen_cmd=loadgen_cmd,
                     meter=Meter({"daemon": daemon.pid, "backend": storage.pid}),
+                    go=go,
                 )
                 run_async(s3_figures(env))
-                run_async(rpc_figure(env))
+                if not args.s3_only:
+                    run_async(rpc_figure(env))
                 if daemon.poll() is not None:
                     results.failures.append(f"the daemon exited ({daemon.returncode})")
-        run_async(memory_figures(profile, results, storage, bucket, tmp, logs))
+        if not args.s3_only:
+            run_async(memory_figures(profile, results, storage, bucket, tmp, logs))
 
 
 # --- 7. output ----------------------------------------------------------------------------------
@@ -1044,9 +1169,11 @@ def render(results: Results) -> str:
         f"load average at start {' '.join(map(str, results.load_average))}",
         f"backend: {results.backend or '-'}; load generator: {results.loadgen or '-'}; "
         f"codec: {results.codec}; daemon logs: {results.daemon_logs}",
+        f"Go anchor: {results.go_anchor or '-'}",
         "versions: " + ", ".join(f"{k} {v}" for k, v in results.versions.items()),
         "each figure: median over the repetitions (min-max), sides alternated within each one;",
-        "CPU/op = CPU time per call of the daemon (s3rpc) or of the process running the peer.",
+        "CPU/op = CPU time per call of the daemon (s3rpc) or of the process running the peer",
+        "(the Go SDK's: its own process, getrusage over its timed part; the client's not counted).",
         "",
     ]
     if results.lines:
@@ -1141,7 +1268,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-codec", action="store_true", help="skip the codec micro-benchmarks")
     parser.add_argument("--memory-only", action="store_true", help="only the peak-RSS figures")
+    parser.add_argument(
+        "--s3-only",
+        action="store_true",
+        help="only the S3 figures (Read, Exists, Write, presign; with the Go anchor)",
+    )
+    parser.add_argument(
+        "--go-anchor",
+        choices=["auto", "off", "require"],
+        default="auto",
+        help="auto: the Go SDK rows when go and aws-sdk-go-v2 are installed; require: fail if not",
+    )
     args = parser.parse_args(argv)
+    if args.memory_only and args.s3_only:
+        parser.error("--memory-only and --s3-only exclude each other")
     profile = QUICK if args.quick else FULL
     if args.reps is not None:
         if args.reps < 1:
@@ -1157,12 +1297,25 @@ def main(argv: list[str] | None = None) -> int:
         load_average=[round(x, 2) for x in os.getloadavg()],
         codec=args.codec,
     )
+    # Built before the watchdog starts: a cold build takes up to a minute, once (go build has
+    # its own time limit).
+    go: GoAnchor | None = None
+    if args.memory_only or args.go_anchor == "off":
+        results.go_anchor = "off" if args.go_anchor == "off" else "not used (--memory-only)"
+    else:
+        go, results.go_anchor = go_anchor()
+        if go is None:
+            results.go_anchor = f"skipped: {results.go_anchor}"
+            if args.go_anchor == "require":
+                results.failures.append(f"--go-anchor require: {results.go_anchor}")
+        print(f"Go anchor: {results.go_anchor}", flush=True)
     watchdog = start_watchdog(results, profile, started, args.json)
     try:
-        if not args.no_codec and not args.memory_only:
-            print(f"codec micro-benchmarks ({profile.name}) ...", flush=True)
-            run_codec(profile, results)
-        run_figures(args, profile, results)
+        if not results.failures:
+            if not args.no_codec and not args.memory_only and not args.s3_only:
+                print(f"codec micro-benchmarks ({profile.name}) ...", flush=True)
+                run_codec(profile, results)
+            run_figures(args, profile, results, go)
     except Exception as exc:
         results.failures.append(f"{type(exc).__name__}: {exc}")
     finally:
