@@ -8,6 +8,7 @@ use S3Rpc\Exception\S3Exception;
 use Spiral\Goridge\Frame;
 use Spiral\Goridge\Relay;
 use Spiral\Goridge\RPC\Codec\JsonCodec;
+use Spiral\Goridge\RPC\Codec\MsgpackCodec;
 use Spiral\Goridge\RPC\CodecInterface;
 use Spiral\Goridge\RPC\Exception\ServiceException;
 use Spiral\Goridge\RPC\RPC;
@@ -16,8 +17,8 @@ use Spiral\Goridge\RPC\RPCInterface;
 /**
  * A small typed client for the s3rpc daemon's `s3.*` RPC methods.
  *
- *     $storage = S3Storage::create('tcp://127.0.0.1:6001');                     // JSON codec
- *     $storage = S3Storage::create('unix:///run/s3rpc/rpc.sock', new MsgpackCodec()); // needs ext-msgpack
+ *     $storage = S3Storage::create('tcp://127.0.0.1:6001');   // msgpack with ext-msgpack, else JSON
+ *     $storage = S3Storage::create('unix:///run/s3rpc/rpc.sock', new JsonCodec());
  *     $storage->write('avatars/1.png', $bytes, bucket: 'uploads', visibility: 'public');
  *     $bytes = $storage->read('avatars/1.png', 'uploads')['content'];
  *
@@ -92,9 +93,28 @@ final class S3Storage
     /**
      * @param non-empty-string $address tcp://host:port or unix:///path/to/rpc.sock
      */
-    public static function create(string $address = 'tcp://127.0.0.1:6001', CodecInterface $codec = new JsonCodec()): self
+    public static function create(string $address = 'tcp://127.0.0.1:6001', ?CodecInterface $codec = null): self
     {
-        return new self(new RPC(Relay::create($address)), $codec);
+        return new self(new RPC(Relay::create($address)), $codec ?? self::defaultCodec());
+    }
+
+    /**
+     * msgpack when ext-msgpack is loaded (object bytes travel raw), else JSON (base64 inside).
+     * goridge's MsgpackCodec needs the extension: its pure-PHP fallback does not work in 4.2.
+     */
+    public static function defaultCodec(): CodecInterface
+    {
+        return \extension_loaded('msgpack') ? new MsgpackCodec() : new JsonCodec();
+    }
+
+    /**
+     * Whether the daemon answers (s3.Ping); touches neither buckets nor S3.
+     *
+     * @return array{pong: bool, version: string}
+     */
+    public function ping(): array
+    {
+        return $this->call('Ping', []);
     }
 
     /**
