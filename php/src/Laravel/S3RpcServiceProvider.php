@@ -9,9 +9,6 @@ use Illuminate\Filesystem\FilesystemAdapter;
 use Illuminate\Support\Facades\Storage;
 use Illuminate\Support\ServiceProvider;
 use League\Flysystem\Filesystem;
-use S3Rpc\Flysystem\S3RpcAdapter;
-use Spiral\Goridge\RPC\Codec\JsonCodec;
-use Spiral\Goridge\RPC\Codec\MsgpackCodec;
 
 /**
  * Registers the `s3rpc` filesystem driver with Laravel (`Storage::extend('s3rpc', ...)`).
@@ -39,40 +36,10 @@ final class S3RpcServiceProvider extends ServiceProvider
     public function boot(): void
     {
         Storage::extend('s3rpc', static function (Application $app, array $config): FilesystemAdapter {
-            $adapter = self::adapter($config);
+            $adapter = DiskConfig::adapter($config);
             unset($config['prefix']);
 
             return new FilesystemAdapter(new Filesystem($adapter, $config), $adapter, $config);
         });
-    }
-
-    /**
-     * The Flysystem adapter for one disk's settings (`rpc`, `bucket`, `prefix`, `codec`).
-     *
-     * @param array<string, mixed> $config
-     */
-    public static function adapter(array $config): S3RpcAdapter
-    {
-        $codec = match ($config['codec'] ?? null) {
-            null, '' => null,
-            'json' => new JsonCodec(),
-            'msgpack' => new MsgpackCodec(),
-            default => throw new \InvalidArgumentException(\sprintf(
-                "filesystems.disks.*.codec: 'json' or 'msgpack', got %s",
-                \var_export($config['codec'], true),
-            )),
-        };
-        $address = (string) ($config['rpc'] ?? 'tcp://127.0.0.1:6001');
-        if ($address === '') {
-            throw new \InvalidArgumentException('filesystems.disks.*.rpc: the daemon address is empty');
-        }
-        $bucket = $config['bucket'] ?? null;
-
-        return S3RpcAdapter::create(
-            $address,
-            $bucket === null || $bucket === '' ? null : (string) $bucket,
-            (string) ($config['prefix'] ?? ''),
-            $codec,
-        );
     }
 }
