@@ -33,7 +33,8 @@ def why_not_runnable(*, phpunit: bool = False, flysystem: bool = False) -> str |
         return None
     for vendor in vendor_candidates():
         if (vendor / "spiral-goridge/src/RPC/RPC.php").is_file():
-            test_case = vendor / "league-flysystem/src/AdapterTestUtilities/FilesystemAdapterTestCase.php"
+            test_case = vendor / "league-flysystem/src/AdapterTestUtilities"
+            test_case /= "FilesystemAdapterTestCase.php"
             if flysystem and not test_case.is_file():
                 return f"{test_case} does not exist"
             return None
