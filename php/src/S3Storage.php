@@ -22,10 +22,10 @@ use Spiral\Goridge\RPC\RPCInterface;
  *     $storage->write('avatars/1.png', $bytes, bucket: 'uploads', visibility: 'public');
  *     $bytes = $storage->read('avatars/1.png', 'uploads')['content'];
  *
- * Object content is always raw PHP bytes on this API. Under the JSON codec the wrapper
+ * Object content is always raw PHP bytes on this API. Under the JSON codec the client
  * base64-encodes it on the way out and decodes it on the way in (JSON cannot carry binary);
  * under msgpack it travels as-is. Because a goridge RPC object does not reveal its codec,
- * the wrapper applies the codec it is given to the RPC itself, so the two always agree.
+ * the client applies the codec it is given to the RPC itself, so the two always agree.
  *
  * A `null` bucket is left out of the call and the daemon uses its configured default.
  * Daemon errors are thrown as subclasses of {@see S3Exception}, one per error code;
@@ -72,10 +72,12 @@ final class S3Storage
     private readonly int $chunkSize;
 
     /**
+     * @param CodecInterface|null $codec JSON or msgpack; null: {@see self::defaultCodec()}
      * @param int $chunkSize bytes per upload chunk and per ranged read of the stream helpers
      */
-    public function __construct(RPCInterface $rpc, CodecInterface $codec = new JsonCodec(), int $chunkSize = self::CHUNK_SIZE)
+    public function __construct(RPCInterface $rpc, ?CodecInterface $codec = null, int $chunkSize = self::CHUNK_SIZE)
     {
+        $codec ??= self::defaultCodec();
         if ($chunkSize < 1) {
             throw new \InvalidArgumentException('chunkSize must be at least 1 byte');
         }
