@@ -2,12 +2,12 @@
 
 Each config must load with :func:`load_config` *and* pass ``s3rpc check-config`` run as a
 separate process. PHP checks run when ``php`` is on PATH; the end-to-end run of
-``examples/php/basic.php`` additionally needs the goridge sources (``GORIDGE_SRC``).
+``examples/php/basic.php`` additionally needs the goridge sources (php/vendor,
+``$S3RPC_PHP_VENDOR`` or ``../shared/php-vendor``: see tests/php_package.py).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from conftest import free_port, wait_for_port
+from php_package import why_not_runnable
 from s3rpc.config import Config, load_config
-from s3rpc.errors import ErrorCode
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -295,7 +295,7 @@ needs_php = pytest.mark.skipif(PHP is None, reason="php is not on PATH (apt-get 
 
 def test_php_examples_exist() -> None:
     names = {p.relative_to(PHP_DIR).as_posix() for p in PHP_FILES}
-    assert {"basic.php", "src/S3Storage.php", "src/Exception/S3Exception.php"} <= names
+    assert names == {"basic.php"}
 
 
 @needs_php
@@ -308,31 +308,11 @@ def test_php_lint(path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_php_exceptions_cover_every_error_code() -> None:
-    source = (PHP_DIR / "src/Exception/S3Exception.php").read_text(encoding="utf-8")
-    mapping = dict(re.findall(r"'([A-Z0-9_]+)' => (\w+)::class", source))
-    assert set(mapping) == {code.value for code in ErrorCode}
-    for class_name in mapping.values():
-        file = PHP_DIR / "src/Exception" / f"{class_name}.php"
-        assert file.is_file(), f"{file} is missing"
-        assert f"class {class_name} extends S3Exception" in file.read_text(encoding="utf-8")
-
-
-def test_composer_json_requires_goridge_4() -> None:
-    composer = json.loads((PHP_DIR / "composer.json").read_text(encoding="utf-8"))
-    assert composer["require"]["spiral/goridge"].startswith("^4")
-    assert composer["require"]["php"] == ">=8.1"
-    assert "ext-msgpack" in composer["suggest"]
-    assert composer["autoload"]["psr-4"] == {"S3Rpc\\": "src/"}
-
-
-@needs_php
-@pytest.mark.skipif(
-    not os.environ.get("GORIDGE_SRC"),
-    reason="set GORIDGE_SRC to the src/ dir of spiral/goridge v4 to run basic.php end to end",
-)
 def test_basic_php_against_dev_daemon(tmp_path: Path) -> None:
-    """basic.php (both codecs and the wrapper) against ``s3rpc dev`` on embedded moto."""
+    """basic.php (both codecs and the package's client) against ``s3rpc dev`` on embedded moto."""
+    why = why_not_runnable()
+    if why is not None:
+        pytest.skip(why)
     assert PHP is not None
     port = free_port()
     log = (tmp_path / "dev.log").open("wb")

@@ -1,32 +1,28 @@
-"""examples/php's S3Storage::writeStream() resuming an upload session after
+"""The PHP package's S3Storage::writeStream() (php/) resuming an upload session after
 UPLOAD_OFFSET_MISMATCH, against the daemon on a real socket.
 
-Opt-in like basic.php: needs ``php`` on PATH and ``GORIDGE_SRC`` (the ``src/`` of spiral/goridge
-v4). The daemon drops the session's tail mid-stream (another session needs the room under a
-small ``s3.max_upload_buffer``), so the next chunk is refused; writeStream asks s3.UploadStatus,
-seeks back and sends on, and the object is byte-exact.
+Needs ``php`` on PATH and the goridge sources (php/vendor, ``$S3RPC_PHP_VENDOR`` or
+``../shared/php-vendor``: see tests/php_package.py); skips, saying which is missing, otherwise.
+
+The daemon drops the session's tail mid-stream (another session needs the room under a small
+``s3.max_upload_buffer``), so the next chunk is refused; writeStream asks s3.UploadStatus, seeks
+back and sends on, and the object is byte-exact.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conftest import StartDaemon
+from php_package import PACKAGE, PHP, why_not_runnable
 
-PHP = shutil.which("php")
-PHP_DIR = Path(__file__).resolve().parent.parent / "examples" / "php"
 MIB = 1024 * 1024
 
-pytestmark = pytest.mark.skipif(
-    PHP is None or not os.environ.get("GORIDGE_SRC"),
-    reason="needs php on PATH and GORIDGE_SRC (the src/ dir of spiral/goridge v4)",
-)
+pytestmark = pytest.mark.skipif(why_not_runnable() is not None, reason=why_not_runnable() or "")
 
 SCRIPT = r"""<?php
 declare(strict_types=1);
@@ -35,18 +31,11 @@ use S3Rpc\S3Storage;
 use Spiral\Goridge\Relay;
 use Spiral\Goridge\RPC\RPC;
 
-$prefixes = [
-    'Spiral\\Goridge\\' => rtrim(getenv('GORIDGE_SRC'), '/') . '/',
-    'S3Rpc\\' => $argv[1] . '/src/',
-];
-spl_autoload_register(static function (string $class) use ($prefixes): void {
-    foreach ($prefixes as $prefix => $dir) {
-        if (str_starts_with($class, $prefix)) {
-            require $dir . str_replace('\\', '/', substr($class, strlen($prefix))) . '.php';
-            return;
-        }
-    }
-});
+$why = require $argv[1] . '/tests/autoload.php';
+if ($why !== null) {
+    fwrite(STDERR, "$why\n");
+    exit(2);
+}
 
 /** A seekable stream over a string that runs a hook once, when reading passes $at bytes. */
 final class HookStream
@@ -117,7 +106,7 @@ async def test_write_stream_resumes_after_the_daemon_lost_the_tail(
     proc = await asyncio.create_subprocess_exec(
         PHP,
         str(script),
-        str(PHP_DIR),
+        str(PACKAGE),
         daemon.address,
         str(sent),
         stdout=asyncio.subprocess.PIPE,

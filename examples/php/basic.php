@@ -3,11 +3,11 @@
 /**
  * Calls every s3rpc method over the official goridge client, first with the JSON codec and
  * then with msgpack, prints each result, and checks that s3.Read returns the bytes written.
- * Finally it shows the typed wrapper (src/S3Storage.php): writeStream()/readStream() (upload
- * sessions and ranged reads) and its exception mapping.
+ * Finally it shows the package's client (php/src/S3Storage.php, S3Rpc\S3Storage):
+ * writeStream()/readStream() (upload sessions and ranged reads) and its exception mapping.
  *
- *   RR_RPC=tcp://127.0.0.1:6001 php basic.php          # after `composer install`, or:
- *   GORIDGE_SRC=/path/to/goridge/src php basic.php      # goridge sources without composer
+ *   RR_RPC=tcp://127.0.0.1:6001 php basic.php   # after `composer install` here, or with goridge
+ *                                               # in ../shared/php-vendor or $S3RPC_PHP_VENDOR
  *
  * Needs the demo buckets `uploads` (public) and `private-docs` (private) in the daemon's config.
  * s3.WriteFromFile / s3.ReadToFile need a directory the daemon shares with PHP and lists in
@@ -30,30 +30,17 @@ use Spiral\Goridge\RPC\Exception\ServiceException;
 use Spiral\Goridge\RPC\RPC;
 use Spiral\Goridge\RPC\RPCInterface;
 
-// --- autoloading: composer's if installed, else goridge's sources from GORIDGE_SRC -----------
+// --- autoloading: composer's if installed here (the package from ../../php through a path
+// repository), else the package's own no-composer autoloader (goridge from ../shared/php-vendor
+// or S3RPC_PHP_VENDOR) --------------------------------------------------------------------------
 if (is_file(__DIR__ . '/vendor/autoload.php')) {
     require __DIR__ . '/vendor/autoload.php';
 } else {
-    $goridgeSrc = getenv('GORIDGE_SRC');
-    if ($goridgeSrc === false || !is_file(rtrim($goridgeSrc, '/') . '/RPC/RPC.php')) {
-        fwrite(STDERR, "Run `composer install` here, or set GORIDGE_SRC to the src/ directory of spiral/goridge v4.\n");
+    $why = require __DIR__ . '/../../php/tests/autoload.php';
+    if ($why !== null) {
+        fwrite(STDERR, "Run `composer install` here, or: $why\n");
         exit(2);
     }
-    $prefixes = [
-        'Spiral\\Goridge\\' => rtrim($goridgeSrc, '/') . '/',
-        'S3Rpc\\' => __DIR__ . '/src/',
-    ];
-    spl_autoload_register(static function (string $class) use ($prefixes): void {
-        foreach ($prefixes as $prefix => $dir) {
-            if (str_starts_with($class, $prefix)) {
-                $file = $dir . str_replace('\\', '/', substr($class, strlen($prefix))) . '.php';
-                if (is_file($file)) {
-                    require $file;
-                }
-                return;
-            }
-        }
-    });
 }
 
 $address = getenv('RR_RPC') ?: 'tcp://127.0.0.1:6001';

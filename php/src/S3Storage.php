@@ -8,6 +8,7 @@ use S3Rpc\Exception\S3Exception;
 use Spiral\Goridge\Frame;
 use Spiral\Goridge\Relay;
 use Spiral\Goridge\RPC\Codec\JsonCodec;
+use Spiral\Goridge\RPC\Codec\MsgpackCodec;
 use Spiral\Goridge\RPC\CodecInterface;
 use Spiral\Goridge\RPC\Exception\ServiceException;
 use Spiral\Goridge\RPC\RPC;
@@ -16,15 +17,15 @@ use Spiral\Goridge\RPC\RPCInterface;
 /**
  * A small typed client for the s3rpc daemon's `s3.*` RPC methods.
  *
- *     $storage = S3Storage::create('tcp://127.0.0.1:6001');                     // JSON codec
- *     $storage = S3Storage::create('unix:///run/s3rpc/rpc.sock', new MsgpackCodec()); // needs ext-msgpack
+ *     $storage = S3Storage::create('tcp://127.0.0.1:6001');   // msgpack with ext-msgpack, else JSON
+ *     $storage = S3Storage::create('unix:///run/s3rpc/rpc.sock', new JsonCodec());
  *     $storage->write('avatars/1.png', $bytes, bucket: 'uploads', visibility: 'public');
  *     $bytes = $storage->read('avatars/1.png', 'uploads')['content'];
  *
- * Object content is always raw PHP bytes on this API. Under the JSON codec the wrapper
+ * Object content is always raw PHP bytes on this API. Under the JSON codec the client
  * base64-encodes it on the way out and decodes it on the way in (JSON cannot carry binary);
  * under msgpack it travels as-is. Because a goridge RPC object does not reveal its codec,
- * the wrapper applies the codec it is given to the RPC itself, so the two always agree.
+ * the client applies the codec it is given to the RPC itself, so the two always agree.
  *
  * A `null` bucket is left out of the call and the daemon uses its configured default.
  * Daemon errors are thrown as subclasses of {@see S3Exception}, one per error code;
@@ -71,10 +72,12 @@ final class S3Storage
     private readonly int $chunkSize;
 
     /**
+     * @param CodecInterface|null $codec JSON or msgpack; null: {@see self::defaultCodec()}
      * @param int $chunkSize bytes per upload chunk and per ranged read of the stream helpers
      */
-    public function __construct(RPCInterface $rpc, CodecInterface $codec = new JsonCodec(), int $chunkSize = self::CHUNK_SIZE)
+    public function __construct(RPCInterface $rpc, ?CodecInterface $codec = null, int $chunkSize = self::CHUNK_SIZE)
     {
+        $codec ??= self::defaultCodec();
         if ($chunkSize < 1) {
             throw new \InvalidArgumentException('chunkSize must be at least 1 byte');
         }
@@ -92,9 +95,28 @@ final class S3Storage
     /**
      * @param non-empty-string $address tcp://host:port or unix:///path/to/rpc.sock
      */
-    public static function create(string $address = 'tcp://127.0.0.1:6001', CodecInterface $codec = new JsonCodec()): self
+    public static function create(string $address = 'tcp://127.0.0.1:6001', ?CodecInterface $codec = null): self
     {
-        return new self(new RPC(Relay::create($address)), $codec);
+        return new self(new RPC(Relay::create($address)), $codec ?? self::defaultCodec());
+    }
+
+    /**
+     * msgpack when ext-msgpack is loaded (object bytes travel raw), else JSON (base64 inside).
+     * goridge's MsgpackCodec needs the extension: its pure-PHP fallback does not work in 4.2.
+     */
+    public static function defaultCodec(): CodecInterface
+    {
+        return \extension_loaded('msgpack') ? new MsgpackCodec() : new JsonCodec();
+    }
+
+    /**
+     * Whether the daemon answers (s3.Ping); touches neither buckets nor S3.
+     *
+     * @return array{pong: bool, version: string}
+     */
+    public function ping(): array
+    {
+        return $this->call('Ping', []);
     }
 
     /**

@@ -38,8 +38,6 @@ use League\MimeTypeDetection\MimeTypeDetector;
 use S3Rpc\Exception\S3Exception;
 use S3Rpc\S3Storage;
 use Spiral\Goridge\Relay;
-use Spiral\Goridge\RPC\Codec\JsonCodec;
-use Spiral\Goridge\RPC\Codec\MsgpackCodec;
 use Spiral\Goridge\RPC\CodecInterface;
 use Spiral\Goridge\RPC\RPC;
 use Spiral\Goridge\RPC\RPCInterface;
@@ -155,7 +153,7 @@ final class S3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, Tempo
 
     public static function defaultCodec(): CodecInterface
     {
-        return \extension_loaded('msgpack') ? new MsgpackCodec() : new JsonCodec();
+        return S3Storage::defaultCodec();
     }
 
     // --- existence --------------------------------------------------------------------------
@@ -431,20 +429,84 @@ final class S3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, Tempo
 
     public function temporaryUrl(string $path, DateTimeInterface $expiresAt, Config $config): string
     {
-        $expiresIn = $expiresAt->getTimestamp() - \time();
         try {
-            if ($expiresIn > self::MAX_EXPIRES_IN) {
-                throw new \InvalidArgumentException(\sprintf(
-                    'a presigned URL can be valid for at most %d seconds (7 days), asked for %d',
-                    self::MAX_EXPIRES_IN,
-                    $expiresIn,
-                ));
-            }
-
-            return $this->storage->getPublicUrl($this->key($path), $this->bucket, \max(1, $expiresIn))['url'];
+            return $this->storage->getPublicUrl($this->key($path), $this->bucket, $this->expiresIn($expiresAt))['url'];
         } catch (Throwable $e) {
             throw UnableToGenerateTemporaryUrl::dueToError($path, $e);
         }
+    }
+
+    /** Seconds until `$expiresAt`, at least 1; more than 7 days (SigV4's limit) is refused here. */
+    private function expiresIn(DateTimeInterface $expiresAt): int
+    {
+        $expiresIn = $expiresAt->getTimestamp() - \time();
+        if ($expiresIn > self::MAX_EXPIRES_IN) {
+            throw new \InvalidArgumentException(\sprintf(
+                'a presigned URL can be valid for at most %d seconds (7 days), asked for %d',
+                self::MAX_EXPIRES_IN,
+                $expiresIn,
+            ));
+        }
+
+        return \max(1, $expiresIn);
+    }
+
+    // --- Laravel: Illuminate\Filesystem\FilesystemAdapter looks these up with method_exists() ---
+
+    /** Laravel's `Storage::disk()->url()`: the permanent URL (s3.GetPublicURL, expires_in 0). */
+    public function getUrl(string $path): string
+    {
+        return $this->publicUrl($path, new Config());
+    }
+
+    /**
+     * Laravel's `temporaryUrl()`: a presigned GET URL valid until `$expiration` (at most 7 days).
+     * `$options` takes the AWS adapter's `ResponseContentType` / `ResponseContentDisposition`
+     * (or `response_content_type` / `response_content_disposition`).
+     *
+     * @param array<string, mixed> $options
+     */
+    public function getTemporaryUrl(string $path, DateTimeInterface $expiration, array $options = []): string
+    {
+        $type = $options['ResponseContentType'] ?? $options['response_content_type'] ?? null;
+        $disposition = $options['ResponseContentDisposition'] ?? $options['response_content_disposition'] ?? null;
+        try {
+            return $this->storage->getPublicUrl(
+                $this->key($path),
+                $this->bucket,
+                $this->expiresIn($expiration),
+                $type === null ? null : (string) $type,
+                $disposition === null ? null : (string) $disposition,
+            )['url'];
+        } catch (Throwable $e) {
+            throw UnableToGenerateTemporaryUrl::dueToError($path, $e);
+        }
+    }
+
+    /**
+     * Laravel's `temporaryUploadUrl()`: a presigned PUT URL (s3.GetUploadURL) and the headers the
+     * PUT must carry (they are signed). `$options`: `ContentType`/`content_type`, `visibility`.
+     *
+     * @param array<string, mixed> $options
+     * @return array{url: string, headers: array<string, string>}
+     */
+    public function temporaryUploadUrl(string $path, DateTimeInterface $expiration, array $options = []): array
+    {
+        $type = $options['ContentType'] ?? $options['content_type'] ?? null;
+        $visibility = $options['visibility'] ?? null;
+        try {
+            $upload = $this->storage->getUploadUrl(
+                $this->key($path),
+                $this->expiresIn($expiration),
+                $this->bucket,
+                $type === null ? null : (string) $type,
+                $visibility === null ? null : (string) $visibility,
+            );
+        } catch (Throwable $e) {
+            throw UnableToGenerateTemporaryUrl::dueToError($path, $e);
+        }
+
+        return ['url' => $upload['url'], 'headers' => $upload['headers']];
     }
 
     public function checksum(string $path, Config $config): string

@@ -8,17 +8,12 @@ use League\Flysystem\AdapterTestUtilities\FilesystemAdapterTestCase;
 use League\Flysystem\FilesystemAdapter;
 use S3Rpc\Flysystem\S3RpcAdapter;
 use S3Rpc\S3Storage;
-use Spiral\Goridge\Exception\RelayException;
-use Spiral\Goridge\Relay;
-use Spiral\Goridge\RPC\Codec\JsonCodec;
-use Spiral\Goridge\RPC\Codec\MsgpackCodec;
-use Spiral\Goridge\RPC\RPC;
 
 /**
  * Flysystem's own adapter test suite (league/flysystem-adapter-test-utilities) against a
  * running s3rpc daemon, by default `s3rpc dev` on tcp://127.0.0.1:6001.
  *
- *     FLYSYSTEM_SRC=/tmp/php-vendor phpunit --bootstrap examples/php/tests/bootstrap.php examples/php/tests
+ *     cd php && S3RPC_CODEC=json phpunit    # the daemon and codec: see TestDaemon
  *
  * Each run registers its own bucket (s3.RegisterBucket) on a fresh random key prefix of a
  * physical bucket, so runs never see each other's objects. Environment:
@@ -50,42 +45,11 @@ class S3RpcAdapterTest extends FilesystemAdapterTestCase
         return S3Storage::CHUNK_SIZE;
     }
 
-    /** @return non-empty-string */
-    protected static function address(): string
-    {
-        $address = getenv('S3RPC_RPC');
-
-        return $address === false || $address === '' ? 'tcp://127.0.0.1:6001' : $address;
-    }
-
     protected static function createFilesystemAdapter(): FilesystemAdapter
     {
-        try {
-            $rpc = new RPC(Relay::create(static::address()));
-            $storage = new S3Storage($rpc, match (getenv('S3RPC_CODEC') ?: '') {
-                'json' => new JsonCodec(),
-                'msgpack' => new MsgpackCodec(),
-                default => S3RpcAdapter::defaultCodec(),
-            }, static::chunkSize());
-            $bucket = self::$buckets[static::class] ??= self::registerBucket($storage);
-        } catch (RelayException $e) {
-            self::markTestSkipped(sprintf('no s3rpc daemon at %s: %s', static::address(), $e->getMessage()));
-        }
+        $storage = TestDaemon::storage(null, static::chunkSize());
+        $bucket = self::$buckets[static::class] ??= TestDaemon::registerBucket($storage, 'flysystem');
 
         return new S3RpcAdapter($storage, $bucket, static::adapterPrefix());
-    }
-
-    private static function registerBucket(S3Storage $storage): string
-    {
-        $id = bin2hex(random_bytes(6));
-        $name = 'flysystem-' . $id;
-        $storage->registerBucket($name, [
-            'server' => getenv('S3RPC_FLYSYSTEM_SERVER') ?: 'embedded',
-            'bucket' => getenv('S3RPC_FLYSYSTEM_BUCKET') ?: 'uploads',
-            'prefix' => 'flysystem-tests/' . $id . '/',
-            'visibility' => 'private',
-        ]);
-
-        return $name;
     }
 }

@@ -36,6 +36,7 @@ class S3Exception extends \RuntimeException
         'UPLOAD_OFFSET_MISMATCH' => UploadOffsetMismatchException::class,
         'TOO_MANY_UPLOADS' => TooManyUploadsException::class,
         'NO_SPACE_LEFT' => NoSpaceLeftException::class,
+        'OBJECT_TOO_LARGE' => ObjectTooLargeException::class,
         'UNKNOWN_METHOD' => UnknownMethodException::class,
         'UNSUPPORTED_CODEC' => UnsupportedCodecException::class,
         'SHUTTING_DOWN' => ShuttingDownException::class,
