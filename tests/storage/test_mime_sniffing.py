@@ -98,7 +98,9 @@ async def upload_in_session(daemon: RunningDaemon, pathname: str, content: bytes
     client = await daemon.client()
     started = await client.call("s3.UploadStart", {"pathname": pathname})
     await client.call("s3.UploadChunk", {"upload_id": started["upload_id"], "content": content})
-    await client.call("s3.UploadComplete", {"upload_id": started["upload_id"]})
+    await client.call(
+        "s3.UploadComplete", {"upload_id": started["upload_id"], "size": len(content)}
+    )
 
 
 @pytest.mark.parametrize("index", [0, 4, 5, 7])
