@@ -82,7 +82,8 @@ def test_the_pages_have_examples_and_every_not_run_marker_says_why_above_a_block
     for page in PAGES:
         for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
             if line.startswith("<!-- not run"):
-                assert (page, number) in marked, f"{page}:{number}: marker not above an sh/php block"
+                where = f"{page.relative_to(ROOT)}:{number}"
+                assert (page, number) in marked, f"{where}: marker not right above an sh/php block"
 
 
 @pytest.mark.parametrize("block", [b for b in ALL_BLOCKS if b.lang == "sh"], ids=str)
