@@ -1,12 +1,15 @@
 """The docs stay true: the mkdocs site builds with no broken link or anchor, and every ``sh`` and
 ``php`` example of README.md and docs/*.md runs.
 
-Examples are the fenced blocks tagged ``sh`` or ``php``. Each page's runnable blocks run in order
-against one ``s3rpc dev`` started here on a free port: ``127.0.0.1:6001`` in a block becomes its
-address (and ``RR_RPC`` is set to it), ``.venv/bin/`` becomes this interpreter's directory,
-``/tmp/`` a temporary directory; a shell block runs under ``bash -e`` in the repository root, a
-PHP block with php-cli and the package in php/ (its autoloader, php/tests/autoload.php, finds
-goridge as tests/php_package.py says; ``require 'vendor/autoload.php'`` is replaced by it).
+Examples are the fenced blocks tagged ``sh`` or ``php``. Every page's runnable blocks run against
+one ``s3rpc dev -c .rr.yaml.example`` started here on a free port (the documented config: the
+server ``main``, the buckets ``uploads`` and ``private-docs``): ``127.0.0.1:6001`` in a block
+becomes its address (and ``RR_RPC`` is set to it), ``.venv/bin/`` this interpreter's directory,
+``/tmp/`` a temporary directory. Shell blocks run one by one under ``bash -e`` in the repository
+root; a page's PHP blocks run in order as one script (later blocks use the ``$rpc`` an earlier
+one made), with php-cli and the package in php/ (its autoloader, php/tests/autoload.php, finds
+goridge as tests/php_package.py says; ``require 'vendor/autoload.php'`` is replaced by it) and
+the placeholders of PHP_PLACEHOLDERS defined.
 
 A block that cannot run here (it installs a system service, serves forever, needs packagist or
 takes minutes) has ``<!-- not run: why -->`` on the line above its fence; the reason is required.
@@ -35,6 +38,14 @@ LANGS = ("sh", "php")
 NOT_RUN = re.compile(r"^<!-- not run(?::\s*(?P<why>.*?))?\s*-->$")
 FENCE = re.compile(r"^```(?P<lang>[\w-]*)\s*$")
 RUN_TIMEOUT = 120
+#: What the examples take as given, as an app would have it: the bytes of an avatar and a PDF,
+#: and a partner's S3 keys (inline credentials are only stored: registration does not connect).
+PHP_PLACEHOLDERS = """\
+$jpeg = random_bytes(51234);
+$pdf = "%PDF-1.4\\n%\\xe2\\xe3\\xcf\\xd3\\n";
+$key = 'AKIAEXAMPLEPARTNER';
+$secret = 'partner-secret-example';
+"""
 MKDOCS_TIMEOUT = 120
 
 
@@ -109,9 +120,12 @@ def test_every_php_example_parses_and_calls_only_served_methods(
 
 
 def _php_source(code: str, prelude: str) -> str:
-    code = re.sub(r"^<\?php\s*", "", code.lstrip())
+    """One script of ``code`` (one or more blocks), its ``use`` imports first, once each."""
+    code = re.sub(r"^<\?php\s*$", "", code, flags=re.M)
     code = re.sub(r"^require\s+'vendor/autoload\.php';\s*$", "", code, flags=re.M)
-    return f"<?php\n{prelude}\n{code}\n"
+    imports = re.compile(r"^use [^;()]+;\s*$", re.M)
+    uses = "\n".join(dict.fromkeys(line.strip() for line in imports.findall(code)))
+    return f"<?php\n{uses}\n{prelude}\n{imports.sub('', code)}\n"
 
 
 def _rewrite(code: str, address: str, tmp: Path) -> str:
@@ -124,7 +138,7 @@ def _rewrite(code: str, address: str, tmp: Path) -> str:
 @pytest.fixture(scope="module")
 def docs_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevProcess]:
     """One ``s3rpc dev`` (default buckets) for every page's examples."""
-    dev = start_dev(tmp_path_factory.mktemp("docs-dev"))
+    dev = start_dev(tmp_path_factory.mktemp("docs-dev"), "-c", str(ROOT / ".rr.yaml.example"))
     try:
         yield dev
     finally:
@@ -154,20 +168,28 @@ def test_every_runnable_example_of_the_page_runs(
         f"$__why = require {str(autoload)!r};\n"
         "if ($__why !== null) { fwrite(STDERR, $__why . \"\\n\"); exit(3); }"
     )
-    for number, block in enumerate(runnable):
-        code = _rewrite(block.code, docs_dev.address, tmp_path)
+    runs: list[tuple[str, list[str], str]] = []
+    for block in runnable:
         if block.lang == "sh":
-            argv = ["bash", "-e", "-o", "pipefail", "-c", code]
-        else:
-            script = tmp_path / f"example-{number}.php"
-            script.write_text(_php_source(code, prelude), encoding="utf-8")
-            assert PHP is not None
-            argv = [PHP, str(script)]
+            code = _rewrite(block.code, docs_dev.address, tmp_path)
+            runs.append((str(block), ["bash", "-e", "-o", "pipefail", "-c", code], code))
+    php_blocks = [b for b in runnable if b.lang == "php"]
+    if php_blocks:
+        code = "\n".join(_rewrite(b.code, docs_dev.address, tmp_path) for b in php_blocks)
+        source = _php_source(code, f"{prelude}\n{PHP_PLACEHOLDERS}")
+        script = tmp_path / "examples.php"
+        script.write_text(source, encoding="utf-8")
+        assert PHP is not None
+        # A warning (an undefined variable, say) is a broken example too.
+        argv = [PHP, "-d", "error_reporting=E_ALL", "-d", "display_errors=stderr", str(script)]
+        runs.append((", ".join(map(str, php_blocks)), argv, source))
+    for name, argv, code in runs:
         result = subprocess.run(
             argv, capture_output=True, text=True, timeout=RUN_TIMEOUT, env=env, cwd=ROOT
         )
-        assert result.returncode == 0, (
-            f"{block} failed ({result.returncode}):\n{code}\n--- stdout\n{result.stdout}"
+        broken = result.returncode != 0 or "Warning" in result.stderr
+        assert not broken, (
+            f"{name} failed ({result.returncode}):\n{code}\n--- stdout\n{result.stdout}"
             f"\n--- stderr\n{result.stderr}"
         )
 
