@@ -250,3 +250,39 @@ def test_a_broken_link_or_anchor_fails_the_build(
     result = _build(project, tmp_path / "site")
     assert result.returncode != 0, result.stderr
     assert complaint in result.stderr, result.stderr
+
+
+LINK = re.compile(r"\[[^\]]*\]\((?P<target>[^)\s]+)\)")
+
+
+def _github_slug(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def _anchors(page: Path) -> set[str]:
+    text = page.read_text(encoding="utf-8")
+    found = {_github_slug(m) for m in re.findall(r"^#+ (.+)$", text, flags=re.M)}
+    return found | set(re.findall(r'<a id="([^"]+)"', text))
+
+
+@pytest.mark.parametrize(
+    "page",
+    [ROOT / "README.md", *PARSED_ONLY, ROOT / "examples" / "README.md", PAGES[-1]],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_the_links_of_pages_outside_the_site_resolve(page: Path) -> None:
+    """mkdocs checks docs/; the READMEs link into it and to each other, so check those here."""
+    broken = []
+    for match in LINK.finditer(page.read_text(encoding="utf-8")):
+        target = match["target"]
+        if re.match(r"[a-z]+:", target):
+            continue  # http(s), mailto
+        path, _, anchor = target.partition("#")
+        file = (page.parent / path).resolve() if path else page
+        if not file.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and file.suffix == ".md" and anchor not in _anchors(file):
+            broken.append(f"{target}: no such anchor")
+    assert not broken, f"{page.relative_to(ROOT)}: {broken}"
