@@ -124,7 +124,7 @@ class Sent:
 
 
 def classify(unit: bytes) -> Sent:
-    """This fuzzer's reading of the Goridge v3 RPC layout (README: what closes a connection)."""
+    """This fuzzer's reading of the Goridge v3 RPC layout (docs/methods.md: what closes one)."""
     if len(unit) < 12:
         return Sent("incomplete")
     byte0, flags, length = _PREFIX.unpack_from(unit, 0)

@@ -132,7 +132,10 @@ def test_port_6001_taken_hints_at_roadrunners_own_rpc() -> None:
     assert "--listen" in message
     assert "6001 is RoadRunner's own RPC port" in message
     assert "unix://" in message
-    assert "RR_RPC" in message
+    # RoadRunner sets RR_RPC to its own address in its workers (docs/configuration.md, "Beside
+    # RoadRunner"): the hint must not tell PHP to take s3rpc's address from it.
+    assert "point RR_RPC" not in message
+    assert "S3RPC_RPC: not RR_RPC, which RoadRunner sets to its own address" in message
     assert "RoadRunner" not in listen_error("tcp://127.0.0.1:6002", taken)
     refused = OSError(errno.EACCES, "Permission denied")
     assert listen_error("tcp://0.0.0.0:6001", refused) == (

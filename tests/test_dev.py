@@ -187,6 +187,12 @@ def test_the_banner_one_liners_work(dev: DevProcess, tmp_path: Path) -> None:
     for line in lines:
         argv = shlex.split(line)
         assert argv[:4] == [sys.executable, "-m", "s3rpc", "call"]
+        if "--out" in argv:
+            # The printed read saves outside the working directory (never into a checkout);
+            # the test redirects it into its own directory.
+            at = argv.index("--out") + 1
+            assert argv[at] == "/tmp/hello.txt", line
+            argv[at] = str(tmp_path / "hello.txt")
         result = subprocess.run(
             argv, capture_output=True, text=True, timeout=CALL_TIMEOUT, env=env, cwd=tmp_path
         )

@@ -414,6 +414,7 @@ def listen_error(listen: str, exc: OSError) -> str:
     if port == RR_RPC_PORT:
         text += (
             f" ({RR_RPC_PORT} is RoadRunner's own RPC port: beside RoadRunner give s3rpc"
-            " another port or a unix:// socket, and point RR_RPC in PHP at it)"
+            " another port or a unix:// socket, and give PHP that address under a name of"
+            " your own, e.g. S3RPC_RPC: not RR_RPC, which RoadRunner sets to its own address)"
         )
     return text

@@ -124,7 +124,7 @@ s3rpc dev is serving RPC on {address}
 
 Try it from a shell:
   {call} s3.Write '{{"pathname": "hello.txt"}}' --content 'Hello, s3rpc!'
-  {call} s3.Read '{{"pathname": "hello.txt"}}' --out hello.txt
+  {call} s3.Read '{{"pathname": "hello.txt"}}' --out /tmp/hello.txt
   {call} s3.RegisterBucket {register}
 
 or from PHP (composer require spiral/goridge):

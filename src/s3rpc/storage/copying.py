@@ -9,7 +9,7 @@ completes), and a Move deletes only that version: it checks the source again aft
 deletes with ``If-Match``. A source replaced or removed meanwhile is SOURCE_CHANGED, and a Move
 then keeps the source. Services that ignore these conditions (moto ignores CopySourceIfMatch,
 Ceph RGW 16 ignores both it and If-Match on DELETE) keep the checks; what is left open on them
-is in the README's Reliability section. Moves of one source through one daemon take turns.
+is in docs/reliability.md. Moves of one source through one daemon take turns.
 """
 
 from __future__ import annotations
