@@ -31,6 +31,8 @@ ALLOWED: dict[str, set[str]] = {
 }
 # Modules that must stay free of I/O: the sans-IO protocol and the domain never touch sockets.
 NO_IO = {"goridge": {"asyncio", "socket", "selectors"}, "storage": {"socket"}}
+# Names of those modules that parse or format and do no I/O, so any layer may import them.
+PURE = {"socket": {"inet_aton"}}
 
 
 def part_of(path: Path) -> str:
@@ -45,6 +47,8 @@ def imported_modules(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if {alias.name for alias in node.names} <= PURE.get(node.module, set()):
+                continue
             found.add(node.module)
     return found
 
