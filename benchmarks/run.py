@@ -76,7 +76,7 @@ from s3rpc.contract import Method  # noqa: E402
 from s3rpc.goridge import NEED_DATA, Frame, FrameDecoder, parse_request  # noqa: E402
 from s3rpc.goridge.codec import JSON, MSGPACK, Codec  # noqa: E402
 from s3rpc.goridge.rpc import encode_request, encode_response  # noqa: E402
-from s3rpc.server.dispatch import decode_params, resolve  # noqa: E402
+from s3rpc.server.dispatch import bytes_fields, decode_body, resolve  # noqa: E402
 
 MB = 1_000_000
 READ_CHUNK = 256 * KIB  # what the server reads per recv
@@ -262,7 +262,8 @@ def bench_decode(
                 assert isinstance(frame, Frame)
                 request = parse_request(frame)
                 found_codec, found = resolve(table, request)
-                _complete(decode_params(found_codec, found, request.body))
+                fields = decode_body(found_codec, request.body, found.bytes_fields)
+                _complete(bytes_fields(found_codec, found, fields))
                 frames += 1
     return frames, time.perf_counter() - start, frame_bytes
 

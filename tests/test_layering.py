@@ -29,8 +29,22 @@ ALLOWED: dict[str, set[str]] = {
     "__main__": {"cli"},
     "__init__": set(),
 }
+# Inside a package part: which of its modules may import which, so none forms a cycle.
+INSIDE: dict[str, dict[str, set[str]]] = {
+    "workers": {"__init__": {"supervisor"}, "supervisor": {"link"}, "link": set()},
+    "goridge": {
+        "__init__": {"codec", "frame", "rpc"},
+        "rpc": {"frame"},
+        "codec": {"frame", "msgpack_types", "zerocopy"},
+        "zerocopy": {"msgpack_types"},
+        "msgpack_types": set(),
+        "frame": set(),
+    },
+}
 # Modules that must stay free of I/O: the sans-IO protocol and the domain never touch sockets.
 NO_IO = {"goridge": {"asyncio", "socket", "selectors"}, "storage": {"socket"}}
+# Names of those modules that parse or format and do no I/O, so any layer may import them.
+PURE = {"socket": {"inet_aton"}}
 
 
 def part_of(path: Path) -> str:
@@ -45,6 +59,8 @@ def imported_modules(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if {alias.name for alias in node.names} <= PURE.get(node.module, set()):
+                continue
             found.add(node.module)
     return found
 
@@ -59,6 +75,17 @@ def test_module_imports_only_from_lower_layers(path: Path) -> None:
     ours = {m.split(".")[1] for m in imported_modules(path) if m.startswith("s3rpc.")}
     ours.discard(part)
     assert ours <= ALLOWED[part], f"{part} imports {sorted(ours - ALLOWED[part])}"
+
+
+@pytest.mark.parametrize("part", sorted(INSIDE))
+def test_modules_inside_a_part_import_one_way(part: str) -> None:
+    for path in sorted((SRC / part).glob("*.py")):
+        prefix = f"s3rpc.{part}."
+        ours = {
+            m[len(prefix) :].split(".")[0] for m in imported_modules(path) if m.startswith(prefix)
+        }
+        allowed = INSIDE[part][path.stem]
+        assert ours <= allowed, f"{path.relative_to(SRC)} imports {sorted(ours - allowed)}"
 
 
 @pytest.mark.parametrize("part", sorted(NO_IO))

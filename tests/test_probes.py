@@ -103,7 +103,7 @@ async def test_check_buckets_ready_when_every_bucket_answers_and_probes_reuse_th
 
 
 def test_worker_i_answers_probes_at_the_status_port_plus_i() -> None:
-    from s3rpc.workers import _worker_config
+    from s3rpc.workers.supervisor import _worker_config
 
     config = config_from_mapping({"status": {"address": "127.0.0.1:2114"}})
     assert _worker_config(config, 0).status.address == "127.0.0.1:2114"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import io
 import json
 import logging
 import os
@@ -207,6 +208,40 @@ _writers: list[LineWriter] = []
 def _flush_writers() -> None:
     for writer in _writers:
         writer.flush()
+
+
+class WholeLines(io.TextIOBase):
+    """A stream shared with other processes (the ``rpc.workers`` workers' stdout: a pipe,
+    journald's socket): text is written in pieces of whole lines of at most PIPE_BUF bytes, one
+    write(2) each, so lines of two processes never interleave (a single line longer than that
+    is written alone)."""
+
+    def __init__(self, stream: io.TextIOBase | Any) -> None:
+        self._stream = stream
+        self._fd: int = stream.fileno()
+
+    def isatty(self) -> bool:
+        return bool(self._stream.isatty())
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        data = text.encode("utf-8", "surrogateescape")
+        while data:
+            cut = len(data)
+            if cut > _PIPE_BUF:
+                cut = data.rfind(b"\n", 0, _PIPE_BUF) + 1 or data.find(b"\n", _PIPE_BUF) + 1 or cut
+            piece, data = memoryview(data[:cut]), data[cut:]
+            while piece:
+                piece = piece[os.write(self._fd, piece) :]
+        return len(text)
+
+
+_PIPE_BUF = 4096
 
 
 class LogOutputError(Exception):

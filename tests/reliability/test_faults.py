@@ -357,7 +357,11 @@ async def run_scenario(
     return result, error, check
 
 
-@pytest.mark.parametrize("kind", list(KIND_TIMES))
+@pytest.mark.parametrize(
+    "kind",
+    # The stall waits out the operation deadline once per scenario: ~15 s.
+    [pytest.param(k, marks=pytest.mark.slow) if k == "stall" else k for k in KIND_TIMES],
+)
 async def test_fault_gives_coded_error_or_right_data_and_leaves_nothing_behind(
     kind: str, fault_proxy: FaultProxy, physical_buckets: Callable[..., str], s3_admin: Any
 ) -> None:

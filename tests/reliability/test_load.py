@@ -111,6 +111,7 @@ async def settle(value: Callable[[], int], quiet: float, timeout: float) -> int:
 # --- 1,000 connections x 20 calls ---------------------------------------------------------------
 
 
+@pytest.mark.slow  # ~60 s: 20,000 calls through moto
 @pytest.mark.timeout(300)
 async def test_thousand_connections_all_answered_and_bucket_concurrency_capped(
     spawn_daemon: SpawnDaemon,  # noqa: F811
@@ -295,6 +296,7 @@ WRITES_PER_CONNECTION = 8
 WRITE_CONNECTIONS = 3
 
 
+@pytest.mark.slow  # ~20 s: 24 x 40 MB written through moto
 async def test_pipelined_40mb_writes_wait_for_the_byte_budget_and_all_complete(
     spawn_daemon: SpawnDaemon,  # noqa: F811
     proxy: CountingProxy,

@@ -4,7 +4,8 @@ strict integers, oversized fields, and what Move says when its delete's outcome 
 from __future__ import annotations
 
 import asyncio
-import time
+import gc
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -308,6 +309,91 @@ async def test_a_60_mb_field_is_refused_while_other_connections_keep_answering(
     assert len(info.value.text) < 500  # the value is never echoed
 
 
+# --- bounded work, counted: Python steps taken and characters looked at, never the clock ------
+
+#: Names of str methods through which Python code could look at characters. (== and != are
+#: left out: against a string of another length, such as "", they read no character.)
+_LOOKS = (
+    "__iter__",
+    "__getitem__",
+    "__contains__",
+    "__hash__",
+    "__str__",
+    "__repr__",
+    "__format__",
+    "__add__",
+    "encode",
+    "split",
+    "rsplit",
+    "startswith",
+    "endswith",
+    "isprintable",
+    "isascii",
+    "strip",
+    "lower",
+    "upper",
+    "replace",
+    "find",
+    "index",
+    "count",
+)
+LOOKED: list[str] = []
+
+
+def _counted(name: str) -> Callable[..., Any]:
+    original = getattr(str, name)
+
+    def method(self: str, *args: Any, **kwargs: Any) -> Any:
+        LOOKED.append(name)
+        return original(self, *args, **kwargs)
+
+    return method
+
+
+class Unlooked(str):
+    """A string that records every method call that could read its characters (len() does not)."""
+
+
+for _name in _LOOKS:
+    setattr(Unlooked, _name, _counted(_name))
+
+
+def python_steps(call: Callable[[], Any]) -> int:
+    """How many Python steps (calls, lines, returns, exceptions) ``call`` takes."""
+    steps = 0
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        nonlocal steps
+        steps += 1
+        return tracer
+
+    # No collection meanwhile: finalizers of other tests' objects would run as steps here.
+    gc.collect()
+    gc.disable()
+    previous = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        call()
+    finally:
+        sys.settrace(previous)
+        gc.enable()
+    return steps
+
+
+def refused_with_work(call: Callable[[], Any]) -> tuple[S3RpcError, int, list[str]]:
+    """The refusal ``call`` raises, the Python steps it took, and the characters it looked at."""
+    refusal: list[S3RpcError] = []
+
+    def refuse() -> None:
+        with pytest.raises(S3RpcError) as info:
+            call()
+        refusal.append(info.value)
+
+    LOOKED.clear()
+    steps = python_steps(refuse)
+    return refusal[0], steps, list(LOOKED)
+
+
 @pytest.mark.parametrize("char", ["a", "ü", "日"])
 @pytest.mark.parametrize(
     ("model", "field"),
@@ -330,36 +416,49 @@ def test_oversized_field_validation_is_bounded_work(model: Any, field: str, char
         models.WriteParams: {"pathname": "a", "content": b""},
         models.ListObjectsParams: {},
     }[model]
-    params = {**base, field: char * (BIG // len(char.encode()))}
-    started = time.perf_counter()
-    with pytest.raises(S3RpcError) as info:
-        parse_params(model, params)
-    elapsed = time.perf_counter() - started
-    assert field in info.value.message or "visibility" in info.value.message
-    # A bound on work, not a speed test: scanning 60 MB of characters takes about a second.
-    assert elapsed < 0.05
+
+    def refusal(chars: int) -> tuple[S3RpcError, int, list[str]]:
+        value = Unlooked(char * chars)
+        return refused_with_work(lambda: parse_params(model, {**base, field: value}))
+
+    count = BIG // len(char.encode())
+    refusal(count // 10)  # first use: lazy imports and caches are not work on the value
+    small, small_steps, _ = refusal(count // 10)
+    big, big_steps, looked = refusal(count)
+    assert field in big.message or "visibility" in big.message
+    # Refused by the length check (len() only), before any validator read a character...
+    # (our messages, not pydantic's "should have at most", which counts every character)
+    assert any(text in big.message for text in ("must be at most", "longer than", "+ char"))
+    assert looked == []
+    # ...and ten times the characters cost not one Python step more.
+    assert big_steps == small_steps
+    assert big.message == small.message
 
 
 @pytest.mark.parametrize("check", [validate_pathname, validate_list_prefix])
 def test_pathname_rules_check_the_length_before_the_characters(check: Any) -> None:
-    value = "ü" * (BIG // 2)
-    started = time.perf_counter()
-    with pytest.raises(S3RpcError) as info:
-        check(value)
-    elapsed = time.perf_counter() - started
-    assert info.value.code is ErrorCode.INVALID_PATHNAME
-    assert "longer than 1024 characters" in info.value.message
-    assert elapsed < 0.05  # a bound on work: checking every character took ~2 s
+    refused_with_work(lambda: check(Unlooked("ü" * 2000)))  # first use
+    _, small_steps, _ = refused_with_work(lambda: check(Unlooked("ü" * 2000)))
+    refusal, big_steps, looked = refused_with_work(lambda: check(Unlooked("ü" * (BIG // 2))))
+    assert refusal.code is ErrorCode.INVALID_PATHNAME
+    assert "longer than 1024 characters" in refusal.message
+    assert looked == []  # checking every character first took ~2 s
+    assert big_steps == small_steps
 
 
 def test_metadata_over_two_kib_is_refused_after_bounded_work() -> None:
-    config = {f"k{i}": "v" * 100 for i in range(100_000)}
-    started = time.perf_counter()
-    with pytest.raises(S3RpcError) as info:
-        parse_params(models.WriteParams, {"pathname": "a", "content": b"", "config": config})
-    assert time.perf_counter() - started < 0.05
-    assert "field 'config'" in info.value.message
-    assert "2048 bytes" in info.value.message
+    def refusal(entries: int) -> tuple[S3RpcError, int, list[str]]:
+        config = {f"k{i}": "v" * 100 for i in range(entries)}
+        params = {"pathname": "a", "content": b"", "config": config}
+        return refused_with_work(lambda: parse_params(models.WriteParams, params))
+
+    refusal(1_000)  # first use
+    _, small_steps, _ = refusal(1_000)
+    info, big_steps, _ = refusal(100_000)
+    # The sizes are added up to the first excess (about 20 entries), not over the whole map.
+    assert big_steps == small_steps
+    assert "field 'config'" in info.message
+    assert "2048 bytes" in info.message
     exact = {"k": "v" * (models.MAX_METADATA_BYTES - 1)}
     assert parse_params(models.WriteParams, {"pathname": "a", "content": b"", "config": exact})
 

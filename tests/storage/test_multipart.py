@@ -121,3 +121,49 @@ async def test_manager_exit_aborts_unfinished_uploads(
     storage.manager.uploads.add(bucket.client, physical, "orphan", created["UploadId"])
     await storage.manager.__aexit__(None, None, None)
     assert s3_admin.list_multipart_uploads(Bucket=physical).get("Uploads", []) == []
+
+
+async def test_run_workers_raises_the_first_failure_itself_and_cancels_the_others() -> None:
+    """Callers catch S3RpcError and ClientError: the failure must not arrive inside a group."""
+    started = asyncio.Event()
+    cancelled: list[int] = []
+    calls = 0
+
+    async def worker() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.wait_for(started.wait(), 5)
+            raise S3RpcError(ErrorCode.OPERATION_TIMEOUT, "part 1 failed")
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.append(calls)
+            raise
+
+    with pytest.raises(S3RpcError) as raised:
+        await asyncio.wait_for(multipart.run_workers(3, worker), 10)
+    assert raised.value.code is ErrorCode.OPERATION_TIMEOUT
+    assert not isinstance(raised.value.__context__, BaseExceptionGroup)
+    assert len(cancelled) == 2
+
+
+async def test_run_workers_cancelled_from_outside_cancels_every_worker() -> None:
+    running = asyncio.Event()
+    cancelled: list[bool] = []
+
+    async def worker() -> None:
+        running.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    task = asyncio.ensure_future(multipart.run_workers(2, worker))
+    await asyncio.wait_for(running.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    assert cancelled == [True, True]

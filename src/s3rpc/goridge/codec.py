@@ -3,14 +3,16 @@
 JSON carries bytes as base64 text, msgpack as raw bytes (``bin`` out; ``str`` or ``bin`` in,
 since PHP's ext-msgpack packs every string as ``str``, even binary ones). Strings that are not
 valid UTF-8 survive msgpack decoding as surrogate escapes so no byte is lost.
+
+Large object bytes are converted a step at a time (:data:`STEP`), and a body is measured
+against the decoding limits before it is decoded (:meth:`Codec.measure`). Taking large fields
+from the frame without copying them, and writing base64 answers in place, is
+:mod:`s3rpc.goridge.zerocopy`'s: these codecs call it first and fall back to plain decoding.
 """
 
 from __future__ import annotations
 
 import binascii
-import ctypes
-import mmap
-import os
 import re
 import struct
 from collections.abc import Generator, Iterator
@@ -21,6 +23,23 @@ import orjson
 import pybase64
 
 from s3rpc.goridge.frame import CODEC_MASK, Flag
+from s3rpc.goridge.msgpack_types import (
+    EXT_TYPES,
+    FIXED,
+    MAPS,
+    NOT_CONTAINERS,
+    SIZED,
+    container,
+)
+from s3rpc.goridge.zerocopy import (
+    RAW_MIN,
+    Base64InPlace,
+    base64_in_place,
+    decode_into,
+    json_with_raw_field,
+    map_with_raw_fields,
+    room_in_front,
+)
 
 #: Bytes values at least this large are converted a step at a time, each step about this big,
 #: so that the event loop driving a codec is never held for long by one object.
@@ -130,7 +149,7 @@ class JsonCodec(Codec):
 
     def decode(self, body: bytes | memoryview, raw_fields: frozenset[str] = frozenset()) -> Any:
         if raw_fields and len(body) >= RAW_MIN and isinstance(body, memoryview):
-            value = _json_with_raw_field(body, raw_fields)
+            value = json_with_raw_field(body, raw_fields)
             if value is not None:
                 return value
         try:
@@ -163,7 +182,8 @@ class JsonCodec(Codec):
 
     def to_bytes_steps(self, value: Any, field: str) -> Generator[None, None, Bytes]:
         if isinstance(value, Base64InPlace):
-            return (yield from value.decode_steps(field))
+            bad = CodecError(f"field '{field}' must be base64 text under the JSON codec")
+            return (yield from value.decode_steps(bad, _DECODE_STEP))
         if not isinstance(value, str):
             raise CodecError(
                 f"field '{field}' must be a base64 string under the JSON codec, "
@@ -175,7 +195,7 @@ class JsonCodec(Codec):
                 return pybase64.b64decode(value, validate=True)
             padding = len(value) - len(value.rstrip("="))
             out = bytearray(len(value) // 4 * 3 - padding)
-            filled = yield from _decode_into(value, out, bad)
+            filled = yield from decode_into(value, out, bad, _DECODE_STEP)
         except (binascii.Error, ValueError):
             raise bad from None
         if filled != len(out):
@@ -194,9 +214,9 @@ class JsonCodec(Codec):
                 yield orjson.dumps(item, default=_bytes_as_base64)
                 continue
             yield b'"'
-            room = _room_in_front(item) if isinstance(item, memoryview) else None
+            room = room_in_front(item, STEP) if isinstance(item, memoryview) else None
             if room is not None:
-                yield from _base64_in_place(room, item)
+                yield from base64_in_place(room, item, _ENCODE_STEP)
             else:
                 with memoryview(item) as view:
                     for offset in range(0, len(view), _ENCODE_STEP):
@@ -205,44 +225,13 @@ class JsonCodec(Codec):
         yield b"}"
 
 
-def _room_in_front(view: memoryview) -> memoryview | None:
-    """The whole writable buffer ``view`` ends, when the bytes before it leave room for the
-    base64 text of ``view`` (a producer's offer to have its bytes encoded where they lie)."""
-    owner = view.obj
-    if not isinstance(owner, bytearray | mmap.mmap) or view.readonly or len(view) < STEP:
-        return None
-    whole = memoryview(owner)
-    offset = _offset_in(whole, view)
-    if offset is None or offset + len(view) != len(whole) or len(whole) < _b64_len(len(view)):
-        return None
-    return whole
-
-
-def _b64_len(size: int) -> int:
-    return -(-size // 3) * 4
-
-
-def _base64_in_place(whole: memoryview, data: memoryview) -> Iterator[Bytes]:
-    """Write the base64 text of ``data`` (the end of ``whole``) from the start of ``whole``,
-    one step at a time (``b""`` between steps), then yield the text. Each step's input is
-    copied out before its text is written, and the text never reaches bytes not yet read."""
-    written = 0
-    for offset in range(0, len(data), _ENCODE_STEP):
-        # The step's text is complete before any of it is written: it may cover its input.
-        text = pybase64.b64encode(data[offset : offset + _ENCODE_STEP])
-        whole[written : written + len(text)] = text
-        written += len(text)
-        yield b""
-    yield whole[:written]
-
-
 class MsgpackCodec(Codec):
     name = "msgpack"
     flag = Flag.MSGPACK
 
     def decode(self, body: bytes | memoryview, raw_fields: frozenset[str] = frozenset()) -> Any:
         if raw_fields and len(body) >= RAW_MIN:
-            value = _map_with_raw_fields(memoryview(body), raw_fields)
+            value = map_with_raw_fields(memoryview(body), raw_fields)
             if value is not None:
                 return value
         return _unpack(body)
@@ -257,7 +246,7 @@ class MsgpackCodec(Codec):
         # (counted in strings too): upper bounds, at C speed.
         if (
             len(body) <= min(_QUICK_MAX, max_items)
-            and len(bytes(body).translate(None, _NOT_CONTAINERS)) <= MAX_DEPTH
+            and len(bytes(body).translate(None, NOT_CONTAINERS)) <= MAX_DEPTH
         ):
             return len(body) * ITEM_COST
         return _measure_msgpack(memoryview(body), raw_fields, max_items)
@@ -288,136 +277,6 @@ class MsgpackCodec(Codec):
                 yield packer.pack(key) + packer.pack(item)
 
 
-def _decode_into(
-    text: str | memoryview, out: bytearray | memoryview, bad: CodecError
-) -> Generator[None, None, int]:
-    """Decode base64 ``text`` into ``out`` one step at a time; how many bytes were written.
-
-    ``out`` may be ``text``'s own buffer: a step is decoded before any of it is written, and
-    its bytes (3 per 4 characters) never reach characters not yet read.
-    """
-    if len(text) % 4:
-        raise bad
-    written = 0
-    for offset in range(0, len(text), _DECODE_STEP):
-        decoded = pybase64.b64decode(text[offset : offset + _DECODE_STEP], validate=True)
-        last = offset + _DECODE_STEP >= len(text)
-        if not last and len(decoded) != _DECODE_STEP // 4 * 3:
-            raise bad  # padding before the end
-        out[written : written + len(decoded)] = decoded
-        written += len(decoded)
-        if not last:
-            yield
-    return written
-
-
-class Base64InPlace:
-    """A large base64 JSON string still inside a writable request frame, to be decoded where
-    it lies: the bytes take the text's place (they are shorter), so the object costs no
-    memory beyond the frame. PHP's ``json_encode`` escapes ``/`` as ``\\/``; that is the only
-    escape such a string may hold (checked before it is chosen)."""
-
-    __slots__ = ("escaped", "text")
-
-    def __init__(self, text: memoryview, *, escaped: bool) -> None:
-        self.text = text
-        #: Whether the text holds ``\/`` escapes (else it is decoded straight from the frame).
-        self.escaped = escaped
-
-    def decode_steps(self, field: str) -> Generator[None, None, memoryview]:
-        bad = CodecError(f"field '{field}' must be base64 text under the JSON codec")
-        view = self.text
-        try:
-            size = (yield from _unescape_slashes(view)) if self.escaped else len(view)
-            written = yield from _decode_into(view[:size], view, bad)
-        except (binascii.Error, ValueError):
-            raise bad from None
-        return view[:written]
-
-
-def _unescape_slashes(view: memoryview) -> Generator[None, None, int]:
-    """Turn every ``\\/`` of ``view`` into ``/`` in place, one step at a time; the new length.
-    Every backslash in ``view`` starts such an escape (checked before)."""
-    read = written = 0
-    size = len(view)
-    while read < size:
-        end = min(read + _DECODE_STEP, size)
-        if end < size and view[end - 1] == 0x5C:
-            end += 1  # keep an escape in one piece
-        chunk = bytes(view[read:end]).replace(b"\\/", b"/")
-        view[written : written + len(chunk)] = chunk
-        written += len(chunk)
-        read = end
-        if read < size:
-            yield
-    return written
-
-
-def _json_string_end(raw: bytearray, start: int, stop: int) -> int:
-    """The index of the quote closing the JSON string opening at ``start``; -1 if none."""
-    position = start + 1
-    while True:
-        end = raw.find(b'"', position, stop)
-        if end < 0:
-            return -1
-        backslashes = 0
-        while raw[end - 1 - backslashes] == 0x5C:
-            backslashes += 1
-        if backslashes % 2 == 0:
-            return end
-        position = end + 1
-
-
-def _json_with_raw_field(body: memoryview, raw_fields: frozenset[str]) -> dict[Any, Any] | None:
-    """A top-level JSON object whose one large ``raw_fields`` string is left in the frame as a
-    :class:`Base64InPlace`; None whenever that is not certain (the caller then parses it the
-    usual way). The rest of the object is parsed by orjson, with a random placeholder where
-    the string was, so the string is taken only if it is the top-level field's value."""
-    raw = body.obj
-    if body.readonly or not isinstance(raw, bytearray) or len(raw_fields) != 1:
-        return None
-    offset = _offset_in(raw, body)
-    if offset is None:
-        return None
-    stop = offset + len(body)
-    (name,) = raw_fields
-    key = re.compile(rb'"' + re.escape(name.encode()) + rb'"[ \t\r\n]*:[ \t\r\n]*"')
-    found = key.search(raw, offset, stop)
-    if found is None:
-        return None
-    start = found.end() - 1
-    end = _json_string_end(raw, start, stop)
-    if end < 0 or end - start - 1 < RAW_MIN or len(body) - (end + 1 - start) > RAW_REST_MAX:
-        return None
-    placeholder = f"s3rpc-raw-{os.urandom(12).hex()}"
-    try:
-        value = orjson.loads(
-            b"".join((raw[offset:start], b'"', placeholder.encode(), b'"', raw[end + 1 : stop]))
-        )
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(value, dict) or value.get(name) != placeholder:
-        return None  # not the top-level field, or a later one of the same name wins
-    first = raw.find(b"\\", start, end)
-    if first >= 0 and raw.count(b"\\", first, end) != raw.count(b"\\/", first, end):
-        return None  # escapes other than \/ : orjson reads them
-    value[name] = Base64InPlace(body[start + 1 - offset : end - offset], escaped=first >= 0)
-    return value
-
-
-def _offset_in(raw: bytearray | memoryview, view: memoryview) -> int | None:
-    """Where the writable ``view`` starts inside ``raw``, the buffer it views."""
-    if not view.c_contiguous or view.itemsize != 1 or len(view) == 0:
-        return None
-    first = ctypes.c_char.from_buffer(view)
-    base = ctypes.c_char.from_buffer(raw)
-    offset = ctypes.addressof(first) - ctypes.addressof(base)
-    del first, base  # release the buffer exports
-    if not 0 <= offset <= len(raw) - len(view):
-        return None
-    return offset
-
-
 def _unpack(body: bytes | memoryview) -> Any:
     try:
         return msgpack.unpackb(
@@ -425,93 +284,6 @@ def _unpack(body: bytes | memoryview) -> Any:
         )
     except (ValueError, msgpack.UnpackException, TypeError) as exc:
         raise CodecError(f"body is not valid msgpack: {exc}") from None
-
-
-#: A request at least this large is split by hand, so that its large object-bytes fields
-#: are taken from the frame as memoryviews instead of being copied out of it; a field
-#: value is taken so when it is at least :data:`RAW_MIN` bytes long.
-RAW_MIN = 64 * 1024
-#: JSON only: the rest of the object (parsed by orjson as a copy) must be at most this large.
-RAW_REST_MAX = 1 << 20
-_U8, _U16, _U32 = struct.Struct(">B"), struct.Struct(">H"), struct.Struct(">I")
-#: Fixed-size msgpack types: first byte -> whole length.
-_FIXED = {0xC0: 1, 0xC2: 1, 0xC3: 1, 0xCA: 5, 0xCB: 9, 0xCC: 2, 0xCD: 3, 0xCE: 5, 0xCF: 9}
-_FIXED |= {0xD0: 2, 0xD1: 3, 0xD2: 5, 0xD3: 9, 0xD4: 3, 0xD5: 4, 0xD6: 6, 0xD7: 10, 0xD8: 18}
-#: Length-prefixed types (str, bin, ext): first byte -> (length field, extra bytes after it).
-_SIZED = {
-    0xC4: (_U8, 0), 0xC5: (_U16, 0), 0xC6: (_U32, 0),
-    0xD9: (_U8, 0), 0xDA: (_U16, 0), 0xDB: (_U32, 0),
-    0xC7: (_U8, 1), 0xC8: (_U16, 1), 0xC9: (_U32, 1),
-}  # fmt: skip
-_BYTES_TYPES = frozenset({0xC4, 0xC5, 0xC6, 0xD9, 0xDA, 0xDB})
-
-
-def _container(lead: int, view: memoryview, pos: int) -> tuple[int, int] | None:
-    """(header length, items inside) for an array or map header at ``pos``; None otherwise."""
-    if 0x80 <= lead <= 0x8F:
-        return 1, 2 * (lead & 0x0F)
-    if 0x90 <= lead <= 0x9F:
-        return 1, lead & 0x0F
-    if lead in (0xDC, 0xDE):
-        return 3, _U16.unpack_from(view, pos + 1)[0] * (2 if lead == 0xDE else 1)
-    if lead in (0xDD, 0xDF):
-        return 5, _U32.unpack_from(view, pos + 1)[0] * (2 if lead == 0xDF else 1)
-    return None
-
-
-def _skip(view: memoryview, pos: int) -> int:
-    """The end of the msgpack value at ``pos`` (iterative: deep nesting cannot recurse)."""
-    remaining = 1
-    while remaining:
-        remaining -= 1
-        lead = view[pos]
-        if lead <= 0x7F or lead >= 0xE0:
-            pos += 1
-        elif 0xA0 <= lead <= 0xBF:
-            pos += 1 + (lead & 0x1F)
-        elif lead in _FIXED:
-            pos += _FIXED[lead]
-        elif lead in _SIZED:
-            field, extra = _SIZED[lead]
-            pos += 1 + field.size + extra + field.unpack_from(view, pos + 1)[0]
-        else:
-            header = _container(lead, view, pos)
-            if header is None:
-                raise ValueError("not msgpack")
-            pos += header[0]
-            remaining += header[1]
-        if pos > len(view):
-            raise ValueError("truncated")
-    return pos
-
-
-def _map_with_raw_fields(view: memoryview, raw_fields: frozenset[str]) -> dict[Any, Any] | None:
-    """A top-level map whose large ``raw_fields`` str/bin values are views into ``view``;
-    None whenever the body is anything else (the caller then unpacks it the usual way)."""
-    try:
-        lead = view[0]
-        header = _container(lead, view, 0)
-        if header is None or not (0x80 <= lead <= 0x8F or lead in (0xDE, 0xDF)):
-            return None  # not a map
-        pos, items = header
-        result: dict[Any, Any] = {}
-        for _ in range(items // 2):
-            end = _skip(view, pos)
-            key = _unpack(view[pos:end])
-            pos = end
-            end = _skip(view, pos)
-            lead = view[pos]
-            if key in raw_fields and lead in _BYTES_TYPES and end - pos >= RAW_MIN:
-                field = _SIZED[lead][0]
-                result[key] = view[pos + 1 + field.size : end]
-            else:
-                result[key] = _unpack(view[pos:end])
-            pos = end
-        if pos != len(view):
-            return None
-    except (ValueError, TypeError, IndexError, struct.error, CodecError):
-        return None
-    return result
 
 
 class _Tally:
@@ -645,9 +417,9 @@ def _measure_msgpack(view: memoryview, raw_fields: frozenset[str], max_items: in
                 remaining[-1] -= 1
             start = pos
             lead = view[pos]
-            if 0xA0 <= lead <= 0xBF or lead in _SIZED:
-                if lead in _SIZED:
-                    field, extra = _SIZED[lead]
+            if 0xA0 <= lead <= 0xBF or lead in SIZED:
+                if lead in SIZED:
+                    field, extra = SIZED[lead]
                     length = field.unpack_from(view, pos + 1)[0]
                     start = pos + 1 + field.size + extra
                 else:
@@ -659,14 +431,14 @@ def _measure_msgpack(view: memoryview, raw_fields: frozenset[str], max_items: in
                         bytes(view[start:pos]).decode("utf-8", "replace") if length <= 64 else None
                     )
                     tally.string(length)
-                elif in_top and key in raw_fields and lead not in _EXT_TYPES:
+                elif in_top and key in raw_fields and lead not in EXT_TYPES:
                     tally.bytes_cost += length  # unpacked as a copy when not taken in place
                 else:
                     tally.string(length)
-            elif (header := _container(lead, view, pos)) is not None:
+            elif (header := container(lead, view, pos)) is not None:
                 pos += header[0]
-                tally.item(header[1] // 2 if lead in _MAPS else header[1])
-                if start == 0 and lead in _MAPS:
+                tally.item(header[1] // 2 if lead in MAPS else header[1])
+                if start == 0 and lead in MAPS:
                     top_map = True
                 remaining.append(header[1])
                 if len(remaining) > MAX_DEPTH:
@@ -675,8 +447,8 @@ def _measure_msgpack(view: memoryview, raw_fields: frozenset[str], max_items: in
             elif lead <= 0x7F or lead >= 0xE0:
                 pos += 1
                 key = None if is_key else key
-            elif lead in _FIXED:
-                pos += _FIXED[lead]
+            elif lead in FIXED:
+                pos += FIXED[lead]
                 key = None if is_key else key
             else:
                 raise CodecError("body is not valid msgpack: 0xc1 is not a type")
@@ -685,12 +457,6 @@ def _measure_msgpack(view: memoryview, raw_fields: frozenset[str], max_items: in
     except (IndexError, struct.error):
         raise CodecError("body is not valid msgpack: truncated") from None
     return tally.cost
-
-
-_MAPS = frozenset({0xDE, 0xDF, *range(0x80, 0x90)})
-#: Every byte that is not a msgpack map or array header's first byte.
-_NOT_CONTAINERS = bytes(b for b in range(256) if not (0x80 <= b <= 0x9F or 0xDC <= b <= 0xDF))
-_EXT_TYPES = frozenset({0xC7, 0xC8, 0xC9})
 
 
 def _json_type(value: Any) -> str:

@@ -69,11 +69,6 @@ async def bytes_fields(codec: Codec, method: Method, params: dict[str, Any]) -> 
     return params
 
 
-async def decode_params(codec: Codec, method: Method, body: bytes | memoryview) -> dict[str, Any]:
-    """:func:`decode_body` then :func:`bytes_fields`."""
-    return await bytes_fields(codec, method, decode_body(codec, body, method.bytes_fields))
-
-
 def resolve(table: MethodTable, request: Request) -> tuple[Codec, Method]:
     try:
         codec = codec_for_flags(request.flags)

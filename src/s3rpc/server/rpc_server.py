@@ -297,7 +297,7 @@ class Connection:
     async def _unless_stopped(self, work: Awaitable[Any]) -> bool:
         """Await ``work`` unless :attr:`stop` is set first; True if it completed."""
         task = asyncio.ensure_future(work)
-        task.add_done_callback(_retrieve)
+        task.add_done_callback(retrieve)
         if not task.done() and not self.stop.is_set():
             stopper = asyncio.ensure_future(self.stop.wait())
             try:
@@ -772,11 +772,8 @@ class RpcServer:
         )
 
     def _remove_own_socket(self) -> None:
-        if self.address.scheme != "unix" or self._unix_inode is None:
-            return
-        with contextlib.suppress(OSError):
-            if os.stat(self.address.path).st_ino == self._unix_inode:
-                os.unlink(self.address.path)
+        if self.address.scheme == "unix":
+            remove_own_socket(self.address.path, self._unix_inode)
 
 
 class _Turn:
@@ -813,7 +810,7 @@ def _decoding_overhead(flags: int) -> float:
         return 1.0  # refused unread
 
 
-def _retrieve(task: asyncio.Future[Any]) -> None:
+def retrieve(task: asyncio.Future[Any]) -> None:
     """Mark a helper task's failure as seen: its caller judges the outcome, not asyncio."""
     if not task.cancelled():
         task.exception()
@@ -845,6 +842,15 @@ def remove_stale_socket(path: str) -> None:
         f"rpc.listen: another process is listening on {path}: pick another path with rpc.listen"
         " in the config or --listen on the command line",
     )
+
+
+def remove_own_socket(path: str, inode: int | None) -> None:
+    """Remove the socket file we created (inode ``inode``), not one another process put there."""
+    if inode is None:
+        return
+    with contextlib.suppress(OSError):
+        if os.stat(path).st_ino == inode:
+            os.unlink(path)
 
 
 def _peer_name(writer: asyncio.StreamWriter) -> str:

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 from dataclasses import dataclass
+from socket import inet_aton  # a pure parser, no socket: see tests/test_layering.py
 from urllib.parse import urlsplit
 
 from s3rpc.config import ServerConfig
@@ -51,6 +53,7 @@ FORBIDDEN_NAMES = frozenset(
     }
 )
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NUMERIC_IPV4 = re.compile(r"[0-9][0-9a-fA-FxX.]*", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,25 +73,14 @@ class Endpoint:
 
 
 def _numeric_ipv4(host: str) -> IPAddress | None:
-    """The IPv4 forms inet_aton (and so getaddrinfo) reads: 127.1, 0x7f.0.0.1, 2130706433."""
-    parts = host.split(".")
-    if not 1 <= len(parts) <= 4 or not host[:1].isdigit():
+    """The IPv4 forms inet_aton (so getaddrinfo) reads: 127.1, 0x7f.0.0.1, 0177.1, 2130706433."""
+    # inet_aton itself would also take "1.2.3.4 anything" (it stops at whitespace).
+    if _NUMERIC_IPV4.fullmatch(host) is None:
         return None
-    numbers = []
-    for part in parts:
-        base = 16 if part[:2] in ("0x", "0X") else 8 if len(part) > 1 and part[0] == "0" else 10
-        digits = part[2:] if base == 16 else part
-        try:
-            numbers.append(int(digits, base) if digits else -1)
-        except ValueError:
-            return None
-    *head, last = numbers
-    if any(not 0 <= n <= 255 for n in head) or not 0 <= last < 256 ** (5 - len(numbers)):
+    try:
+        return ipaddress.IPv4Address(inet_aton(host))
+    except OSError:
         return None
-    value = last
-    for index, number in enumerate(head):
-        value |= number << (8 * (3 - index))
-    return ipaddress.IPv4Address(value)
 
 
 def unwrap(ip: IPAddress) -> IPAddress:

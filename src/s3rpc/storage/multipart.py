@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -49,16 +49,21 @@ def parts_in_flight(concurrency: int, count: int, part_size: int, budget: int | 
     return max(1, workers)
 
 
-async def run_workers(count: int, worker: Callable[[], Awaitable[None]]) -> None:
-    """Run ``count`` copies of ``worker``; the first failure cancels the others and is raised."""
-    tasks = [asyncio.ensure_future(worker()) for _ in range(max(1, count))]
+async def run_workers(count: int, worker: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``count`` copies of ``worker``; the first failure cancels the others and is raised.
+
+    Raised as itself, not inside an ExceptionGroup: callers catch S3RpcError and ClientError.
+    """
     try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
+        async with asyncio.TaskGroup() as group:
+            for _ in range(max(1, count)):
+                group.create_task(worker())
+    except BaseExceptionGroup as failures:
+        first = failures.exceptions[0]
+    else:
+        return
+    # Raised outside the except block, so the group does not become its __context__.
+    raise first
 
 
 async def read_exactly(body: Any, size: int) -> bytes:

@@ -8,12 +8,10 @@ the relative name as given. Every S3 call happens inside
 
 from __future__ import annotations
 
-import calendar
 import mmap
 import time
 from datetime import datetime
-from email.utils import parsedate
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from botocore.exceptions import ClientError  # type: ignore[import-untyped, unused-ignore]
 
@@ -34,14 +32,11 @@ from s3rpc.storage.models import (
     WriteParams,
     WriteResult,
 )
+from s3rpc.storage.multipart import PartReader, upload_buffer
 from s3rpc.storage.pathnames import join_key
 from s3rpc.storage.registry import method
+from s3rpc.storage.timestamps import parse_timestamp
 from s3rpc.storage.translate import client_error_parts, s3_errors
-
-if TYPE_CHECKING:
-    pass
-
-from s3rpc.storage.multipart import PartReader, upload_buffer
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 
@@ -60,8 +55,10 @@ def stored_at(response: Any) -> int:
     header.
     """
     headers = (response.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
-    parsed = parsedate(headers.get("date") or "")
-    return calendar.timegm(parsed) if parsed is not None else int(time.time())
+    try:
+        return int(parse_timestamp(headers.get("date") or "").timestamp())
+    except (ValueError, OverflowError):
+        return int(time.time())
 
 
 def chosen_visibility(value: str | None, bucket: Bucket) -> str:
