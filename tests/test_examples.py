@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import free_port, wait_for_port
 from php_package import why_not_runnable
 from s3rpc.config import Config, load_config
+from test_dev import start_dev
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -314,31 +314,18 @@ def test_basic_php_against_dev_daemon(tmp_path: Path) -> None:
     if why is not None:
         pytest.skip(why)
     assert PHP is not None
-    port = free_port()
-    log = (tmp_path / "dev.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "s3rpc", "dev", "--listen", f"tcp://127.0.0.1:{port}"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    dev = start_dev(tmp_path / "dev")
     try:
-        wait_for_port(port, proc)
         result = subprocess.run(
             [PHP, str(PHP_DIR / "basic.php")],
-            env={**os.environ, "RR_RPC": f"tcp://127.0.0.1:{port}"},
+            env={**os.environ, "RR_RPC": dev.address},
             capture_output=True,
             text=True,
             timeout=120,
             check=False,
         )
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        dev.stop()
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Read round-trips all" in result.stdout
     assert result.stdout.rstrip().endswith("OK")

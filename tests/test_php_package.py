@@ -15,16 +15,15 @@ import json
 import os
 import re
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from conftest import free_port, wait_for_port
 from php_package import PACKAGE, PHP, PHPUNIT, why_not_runnable
 from s3rpc.errors import ErrorCode
 from s3rpc.storage.registry import declared
+from test_dev import start_dev
 
 #: FilesystemAdapterTestCase has 55 tests in league/flysystem 3.26, run by two classes; the
 #: client's and the Laravel URL tests come on top.
@@ -127,16 +126,9 @@ def test_phpunit_against_dev_daemon(codec: str, tmp_path: Path) -> None:
     assert PHPUNIT is not None
     if codec == "msgpack" and not _php_has_msgpack():
         pytest.skip("ext-msgpack is not loaded in php (apt-get install php-msgpack)")
-    port = free_port()
     junit = tmp_path / "junit.xml"
-    log = (tmp_path / "dev.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "s3rpc", "dev", "--listen", f"tcp://127.0.0.1:{port}"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    dev = start_dev(tmp_path / "dev")
     try:
-        wait_for_port(port, proc)
         result = subprocess.run(
             [
                 PHPUNIT,
@@ -146,20 +138,14 @@ def test_phpunit_against_dev_daemon(codec: str, tmp_path: Path) -> None:
                 str(junit),
             ],
             cwd=tmp_path,
-            env={**os.environ, "S3RPC_RPC": f"tcp://127.0.0.1:{port}", "S3RPC_CODEC": codec},
+            env={**os.environ, "S3RPC_RPC": dev.address, "S3RPC_CODEC": codec},
             capture_output=True,
             text=True,
             timeout=540,
             check=False,
         )
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        dev.stop()
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert junit.is_file(), output
